@@ -1,0 +1,226 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "billiards.toml")
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config should be rejected").to_string()
+}
+
+#[test]
+fn empty_document_gives_spec_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.video.shm_name, "billiards_video");
+    assert_eq!(c.video.slots, 3);
+    assert_eq!((c.video.width, c.video.height, c.video.fps), (1280, 720, 30));
+    assert_eq!(c.video.attach_timeout_sec, 5.0);
+    assert_eq!(c.video.source.kind, SourceKind::Synthetic);
+    assert!(c.video.source.looping);
+    assert_eq!(c.video.source.seed, 1);
+    assert!(c.vision.enabled);
+    assert_eq!(c.vision.detections_shm_name, "billiards_detections");
+    assert_eq!(c.stream.listen, "127.0.0.1:8080");
+    assert_eq!(c.stream.jpeg_quality, 85);
+    assert_eq!(c.stream.max_clients, 64);
+    assert_eq!(c.supervisor.shutdown_timeout_sec, 10.0);
+    assert_eq!(c.supervisor.restart_backoff_initial_ms, 100);
+    assert_eq!(c.supervisor.restart_backoff_max_ms, 5000);
+    assert_eq!(c.supervisor.restart_max, 10);
+    assert_eq!(c.watchdog.frame_timeout_sec, 2.0);
+    assert_eq!(c.watchdog.heartbeat_timeout_sec, 5.0);
+}
+
+#[test]
+fn partial_document_keeps_other_defaults() {
+    let c = parse("[video]\nslots = 4\n[video.source]\nkind = \"file\"\npath = \"a.mp4\"\nloop = false\n").unwrap();
+    assert_eq!(c.video.slots, 4);
+    assert_eq!(c.video.width, 1280);
+    assert_eq!(c.video.source.kind, SourceKind::File);
+    assert!(!c.video.source.looping);
+}
+
+#[test]
+fn slots_below_two_names_file_key_and_rule() {
+    assert_eq!(err("[video]\nslots = 1\n"), "billiards.toml: video.slots = 1: must be at least 2");
+}
+
+#[test]
+fn every_broken_rule_is_listed() {
+    let e = err("[video]\nslots = 1\nwidth = 641\n[stream]\njpeg_quality = 0\n");
+    assert!(e.contains("video.slots = 1: must be at least 2"), "{e}");
+    assert!(e.contains("video.width = 641: must be even"), "{e}");
+    assert!(e.contains("stream.jpeg_quality = 0: must be between 1 and 100"), "{e}");
+    assert_eq!(e.lines().count(), 3, "{e}");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_location() {
+    let e = err("[video]\nslots = 3\nslot = 4\n");
+    assert!(e.starts_with("billiards.toml: video.slot: unknown key"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn unknown_table_is_an_error() {
+    let e = err("[videos]\nslots = 3\n");
+    assert!(e.contains("videos: unknown key"), "{e}");
+}
+
+#[test]
+fn unknown_nested_key_is_an_error() {
+    let e = err("[video.source]\nkinds = \"file\"\n");
+    assert!(e.contains("video.source.kinds: unknown key"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_key_and_position() {
+    let e = err("[video]\nfps = \"thirty\"\n");
+    assert!(e.starts_with("billiards.toml: video.fps: invalid type"), "{e}");
+    assert!(e.contains("line 2, column 7"), "{e}");
+}
+
+#[test]
+fn bad_source_kind_is_named() {
+    let e = err("[video.source]\nkind = \"webcam\"\n");
+    assert!(e.contains("video.source.kind"), "{e}");
+    assert!(e.contains("webcam"), "{e}");
+}
+
+#[test]
+fn syntax_error_gives_line() {
+    let e = err("[video\nslots = 3\n");
+    assert!(e.starts_with("billiards.toml: "), "{e}");
+    assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn negative_integer_is_rejected() {
+    let e = err("[video]\nwidth = -2\n");
+    assert!(e.contains("video.width"), "{e}");
+}
+
+#[test]
+fn rules_on_video() {
+    for (doc, want) in [
+        ("[video]\nwidth = 0", "video.width = 0: must be greater than 0"),
+        ("[video]\nheight = 721", "video.height = 721: must be even"),
+        ("[video]\nwidth = 10000", "video.width = 10000: must be at most 7680"),
+        ("[video]\nfps = 0", "video.fps = 0: must be between 1 and 240"),
+        ("[video]\nfps = 241", "video.fps = 241: must be between 1 and 240"),
+        ("[video]\nslots = 65", "video.slots = 65: must be at most 64"),
+        ("[video]\nattach_timeout_sec = 0", "video.attach_timeout_sec = 0: must be a number greater than 0"),
+        ("[video]\nattach_timeout_sec = -1.5", "video.attach_timeout_sec = -1.5: must be a number greater than 0"),
+        ("[video]\nattach_timeout_sec = nan", "video.attach_timeout_sec = NaN: must be a number greater than 0"),
+        ("[video]\nshm_name = \"\"", "video.shm_name = \"\": must not be empty"),
+        ("[video]\nshm_name = \"a/b\"", "video.shm_name = \"a/b\": must use only"),
+        ("[video]\nshm_name = \".x\"", "video.shm_name = \".x\": must use only"),
+        ("[video.source]\nkind = \"file\"", "video.source.path = \"\": must name a video file"),
+        ("[video.source]\nkind = \"camera\"\npath = \"video0\"", "video.source.path = \"video0\": must be a device path"),
+    ] {
+        let e = err(doc);
+        assert!(e.contains(want), "{doc:?}: got {e:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn rules_on_vision_stream_supervisor_watchdog() {
+    for (doc, want) in [
+        ("[vision]\ndetections_shm_name = \"billiards_video\"", "must differ from video.shm_name"),
+        ("[stream]\nlisten = \"localhost\"", "stream.listen = \"localhost\": must be a socket address"),
+        ("[stream]\njpeg_quality = 101", "stream.jpeg_quality = 101: must be between 1 and 100"),
+        ("[stream]\nmax_fps = 0", "stream.max_fps = 0: must be between 1 and 60"),
+        ("[stream]\nmax_clients = 0", "stream.max_clients = 0: must be between 1 and 10000"),
+        ("[stream]\nauth_token = \"a b\"", "stream.auth_token"),
+        ("[supervisor]\nshutdown_timeout_sec = 0", "supervisor.shutdown_timeout_sec = 0: must be a number"),
+        ("[supervisor]\nrestart_backoff_initial_ms = 0", "supervisor.restart_backoff_initial_ms = 0: must be greater than 0"),
+        (
+            "[supervisor]\nrestart_backoff_initial_ms = 500\nrestart_backoff_max_ms = 100",
+            "supervisor.restart_backoff_max_ms = 100: must be at least supervisor.restart_backoff_initial_ms",
+        ),
+        ("[supervisor]\nrestart_max = 0", "supervisor.restart_max = 0: must be at least 1"),
+        ("[supervisor]\nrestart_window_sec = 0", "supervisor.restart_window_sec = 0"),
+        ("[watchdog]\nframe_timeout_sec = 0", "watchdog.frame_timeout_sec = 0"),
+        ("[watchdog]\nheartbeat_timeout_sec = -1", "watchdog.heartbeat_timeout_sec = -1"),
+    ] {
+        let e = err(doc);
+        assert!(e.contains(want), "{doc:?}: got {e:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn ipv6_listen_is_accepted() {
+    assert_eq!(parse("[stream]\nlisten = \"[::1]:9000\"").unwrap().stream.listen, "[::1]:9000");
+}
+
+#[test]
+fn effective_config_round_trips_through_toml() {
+    let mut c = Config::default();
+    c.video.slots = 5;
+    c.stream.auth_token = "secret".into();
+    c.video.source.kind = SourceKind::Camera;
+    c.video.source.path = "/dev/video2".into();
+    let text = c.to_toml();
+    assert!(text.contains("[video.source]"), "{text}");
+    assert!(text.contains("loop = true"), "{text}");
+    assert_eq!(parse(&text).unwrap(), c);
+}
+
+#[test]
+fn video_file_override_makes_a_looping_file_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.toml");
+    std::fs::write(&path, "[video.source]\nkind = \"camera\"\nloop = false\n").unwrap();
+    let loaded = load_from(ConfigOrigin::Flag(path.clone()), Some("/tmp/x.avi")).unwrap();
+    assert_eq!(loaded.config.video.source.kind, SourceKind::File);
+    assert_eq!(loaded.config.video.source.path, "/tmp/x.avi");
+    assert!(loaded.config.video.source.looping);
+    assert_eq!(loaded.origin.path(), Some(path.as_path()));
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let e = load_from(ConfigOrigin::Flag("/nonexistent/b.toml".into()), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("/nonexistent/b.toml: cannot read config file"), "{e}");
+}
+
+#[test]
+fn error_from_a_file_names_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my.toml");
+    std::fs::write(&path, "[video]\nslots = 0\n").unwrap();
+    let e = load_from(ConfigOrigin::Env(path.clone()), None).unwrap_err().to_string();
+    assert_eq!(e, format!("{}: video.slots = 0: must be at least 2", path.display()));
+}
+
+#[test]
+fn defaults_origin_uses_defaults() {
+    let loaded = load_from(ConfigOrigin::Defaults, None).unwrap();
+    assert_eq!(loaded.config, Config::default());
+    assert_eq!(loaded.origin.display(), "(built-in defaults)");
+}
+
+#[test]
+fn derived_paths() {
+    let mut c = Config::default();
+    c.supervisor.control_socket = "/run/x.sock".into();
+    assert_eq!(c.control_socket_path(), PathBuf::from("/run/x.sock"));
+    c.video.fallback_dir = "/var/tmp/b".into();
+    assert_eq!(c.shm_fallback_dir(), PathBuf::from("/var/tmp/b"));
+    assert_eq!(c.worker_dir(Path::new("/opt/b/bin/sup")), PathBuf::from("/opt/b/bin"));
+    c.supervisor.worker_dir = "/w".into();
+    assert_eq!(c.worker_dir(Path::new("/opt/b/bin/sup")), PathBuf::from("/w"));
+    assert!(Config::default().control_socket_path().ends_with("supervisor.sock"));
+}
+
+#[test]
+fn camera_device_from_index_or_path() {
+    let mut s = SourceConfig::default();
+    s.device = 2;
+    assert_eq!(s.camera_device(), "/dev/video2");
+    s.path = "/dev/video9".into();
+    assert_eq!(s.camera_device(), "/dev/video9");
+}

@@ -1,0 +1,116 @@
+//! The validation rules. Each broken rule is reported as `key = value: rule`.
+
+use crate::{Config, SourceKind};
+
+/// Every broken rule of `c`, in key order.
+pub(crate) fn problems(c: &Config) -> Vec<String> {
+    let mut p = Problems(Vec::new());
+    let v = &c.video;
+    p.shm_name("video.shm_name", &v.shm_name);
+    p.check("video.slots", v.slots, v.slots >= 2, "must be at least 2");
+    p.check("video.slots", v.slots, v.slots <= 64, "must be at most 64");
+    for (key, value, max) in [("video.width", v.width, 7680), ("video.height", v.height, 4320)] {
+        p.check(key, value, value > 0, "must be greater than 0");
+        p.check(key, value, value % 2 == 0, "must be even");
+        p.check(key, value, value <= max, &format!("must be at most {max}"));
+    }
+    p.check("video.fps", v.fps, (1..=240).contains(&v.fps), "must be between 1 and 240");
+    p.positive("video.attach_timeout_sec", v.attach_timeout_sec);
+    let s = &v.source;
+    if s.kind == SourceKind::File && s.path.is_empty() {
+        p.push("video.source.path", "\"\"", "must name a video file when video.source.kind = \"file\"");
+    }
+    if s.kind == SourceKind::Camera && !s.path.is_empty() && !s.path.starts_with("/dev/") {
+        p.push(
+            "video.source.path",
+            &format!("{:?}", s.path),
+            "must be a device path like \"/dev/video0\" when video.source.kind = \"camera\"",
+        );
+    }
+
+    p.shm_name("vision.detections_shm_name", &c.vision.detections_shm_name);
+    if c.vision.detections_shm_name == v.shm_name {
+        p.push(
+            "vision.detections_shm_name",
+            &format!("{:?}", c.vision.detections_shm_name),
+            "must differ from video.shm_name",
+        );
+    }
+
+    let st = &c.stream;
+    if st.listen.parse::<std::net::SocketAddr>().is_err() {
+        p.push(
+            "stream.listen",
+            &format!("{:?}", st.listen),
+            "must be a socket address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+        );
+    }
+    p.check("stream.jpeg_quality", st.jpeg_quality, (1..=100).contains(&st.jpeg_quality), "must be between 1 and 100");
+    p.check("stream.max_fps", st.max_fps, (1..=60).contains(&st.max_fps), "must be between 1 and 60");
+    p.check("stream.max_clients", st.max_clients, (1..=10_000).contains(&st.max_clients), "must be between 1 and 10000");
+    if st.auth_token.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        p.push("stream.auth_token", "\"...\"", "must not contain whitespace or control characters");
+    }
+
+    let su = &c.supervisor;
+    p.positive("supervisor.shutdown_timeout_sec", su.shutdown_timeout_sec);
+    p.check(
+        "supervisor.restart_backoff_initial_ms",
+        su.restart_backoff_initial_ms,
+        su.restart_backoff_initial_ms > 0,
+        "must be greater than 0",
+    );
+    p.check(
+        "supervisor.restart_backoff_max_ms",
+        su.restart_backoff_max_ms,
+        su.restart_backoff_max_ms >= su.restart_backoff_initial_ms,
+        "must be at least supervisor.restart_backoff_initial_ms",
+    );
+    p.check("supervisor.restart_max", su.restart_max, su.restart_max >= 1, "must be at least 1");
+    p.positive("supervisor.restart_window_sec", su.restart_window_sec);
+
+    p.positive("watchdog.frame_timeout_sec", c.watchdog.frame_timeout_sec);
+    p.positive("watchdog.heartbeat_timeout_sec", c.watchdog.heartbeat_timeout_sec);
+    p.0
+}
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, value: &str, rule: &str) {
+        self.0.push(format!("{key} = {value}: {rule}"));
+    }
+
+    fn check(&mut self, key: &str, value: impl std::fmt::Display, ok: bool, rule: &str) {
+        if !ok {
+            self.push(key, &value.to_string(), rule);
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0) {
+            self.push(key, &value.to_string(), "must be a number greater than 0");
+        } else if value > 86_400.0 {
+            self.push(key, &value.to_string(), "must be at most 86400 (one day)");
+        }
+    }
+
+    fn shm_name(&mut self, key: &str, name: &str) {
+        let shown = format!("{name:?}");
+        if name.is_empty() {
+            self.push(key, &shown, "must not be empty");
+        } else if name.len() > 200 {
+            self.push(key, &shown, "must be at most 200 characters");
+        } else if !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+            || name.starts_with('.')
+        {
+            self.push(
+                key,
+                &shown,
+                "must use only letters, digits, '_', '-' and '.' (no '/'), and not start with '.'",
+            );
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Readers: copy-out and zero-copy reads of the newest frame, futex waits, the reader table.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::latency::LatencyWindow;
+use crate::location::SegmentLocation;
+use crate::segment::{map_waiting, SegmentInfo};
+use crate::sys::{self, Access, FrameView, Mapping, Ordering, ReaderEntry, SlotMeta};
+use crate::writer::{writer_state, WriterState};
+use crate::{layout::READER_CAPACITY, AttachError, PixelFormat, ReadError};
+
+/// How often a reader refreshes its latency percentiles in its table entry.
+const STATS_INTERVAL_NS: u64 = 500_000_000;
+/// Longest single futex sleep, so the heartbeat stays fresh during a long wait.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+/// Copy attempts in `read_latest` before giving up for this call (the writer lapped us).
+const COPY_ATTEMPTS: usize = 4;
+
+/// Metadata of one delivered frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FrameMeta {
+    /// Number of the frame (1 for the first frame of a segment; continues across writers).
+    pub frame_number: u64,
+    /// When it was captured (CLOCK_MONOTONIC ns).
+    pub capture_ns: u64,
+    /// When it was published (CLOCK_MONOTONIC ns).
+    pub publish_ns: u64,
+    /// Payload bytes.
+    pub len: usize,
+    /// Width in pixels (0 for bytes).
+    pub width: u32,
+    /// Height in pixels (0 for bytes).
+    pub height: u32,
+    /// Bytes per row (0 for bytes).
+    pub stride: u32,
+    /// Payload format.
+    pub format: PixelFormat,
+    /// Generation of the writer that published it.
+    pub writer_generation: u32,
+}
+
+/// How to attach.
+#[derive(Debug, Clone)]
+pub struct AttachOptions {
+    /// How long to wait for the segment to appear.
+    pub timeout: Duration,
+    /// Shown in the reader table (at most 16 bytes are kept).
+    pub reader_name: String,
+}
+
+impl AttachOptions {
+    /// Attach as `reader_name`, waiting up to `timeout`.
+    pub fn new(reader_name: &str, timeout: Duration) -> AttachOptions {
+        AttachOptions {
+            timeout,
+            reader_name: reader_name.into(),
+        }
+    }
+}
+
+/// Result of a zero-copy read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZeroCopy<R> {
+    /// The slot was not written while the closure looked at it: `value` is good.
+    Intact {
+        /// The frame.
+        meta: FrameMeta,
+        /// What the closure returned.
+        value: R,
+    },
+    /// The writer overwrote the slot meanwhile: discard whatever the closure computed.
+    Overwritten {
+        /// The frame that was lost.
+        frame_number: u64,
+    },
+}
+
+/// This reader's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReaderStats {
+    /// Frames delivered.
+    pub frames_read: u64,
+    /// Frames published between two delivered frames that this reader never saw.
+    pub frames_missed: u64,
+    /// Reads that found their slot overwritten (retried or reported, never delivered).
+    pub torn_retries: u64,
+    /// Median publish-to-read latency over the last 512 frames.
+    pub latency_p50_ns: u64,
+    /// 99th percentile of the same.
+    pub latency_p99_ns: u64,
+}
+
+/// A reader of a segment. It holds one entry of the reader table until dropped.
+pub struct Reader {
+    map: Mapping,
+    info: SegmentInfo,
+    entry: usize,
+    last_seen: u64,
+    stats: ReaderStats,
+    latency: LatencyWindow,
+    last_stats_ns: u64,
+}
+
+fn encode_name(name: &str) -> [u64; 2] {
+    let mut b = [0u8; 16];
+    let n = name.len().min(16);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    [
+        u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+        u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
+    ]
+}
+
+pub(crate) fn decode_name(words: [u64; 2]) -> String {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&words[0].to_le_bytes());
+    b[8..].copy_from_slice(&words[1].to_le_bytes());
+    let end = b.iter().position(|&c| c == 0).unwrap_or(16);
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+fn claim_entry(map: &Mapping, name: &str) -> Option<usize> {
+    let me = sys::my_pid();
+    let now = sys::monotonic_ns();
+    for i in 0..READER_CAPACITY {
+        let e = map.reader_entry(i);
+        let pid = e.pid.load(Ordering::Acquire);
+        if pid != 0 && sys::pid_alive(pid) {
+            continue;
+        }
+        // AcqRel: exactly one process wins a free or dead entry; pairs with the Release store
+        // of 0 in Reader::drop.
+        if e.pid.compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let words = encode_name(name);
+            e.name[0].store(words[0], Ordering::Relaxed);
+            e.name[1].store(words[1], Ordering::Relaxed);
+            e.claims.fetch_add(1, Ordering::Relaxed);
+            for c in [&e.frames_read, &e.frames_missed, &e.torn_retries, &e.last_latency_ns, &e.latency_p50_ns, &e.latency_p99_ns] {
+                c.store(0, Ordering::Relaxed);
+            }
+            e.attached_ns.store(now, Ordering::Relaxed);
+            e.heartbeat_ns.store(now, Ordering::Relaxed);
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// A consistent copy of a slot's metadata, or None when the slot no longer holds `latest`.
+fn read_meta(m: &SlotMeta, latest: u64) -> Option<FrameMeta> {
+    let frame_number = m.frame_number.load(Ordering::Relaxed);
+    if frame_number != latest {
+        return None;
+    }
+    Some(FrameMeta {
+        frame_number,
+        capture_ns: m.capture_ns.load(Ordering::Relaxed),
+        publish_ns: m.publish_ns.load(Ordering::Relaxed),
+        len: usize::try_from(m.len.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        width: m.width.load(Ordering::Relaxed),
+        height: m.height.load(Ordering::Relaxed),
+        stride: m.stride.load(Ordering::Relaxed),
+        // An unknown format is reported by validate_meta below.
+        format: PixelFormat::from_u32(m.format.load(Ordering::Relaxed)).unwrap_or(PixelFormat::Bytes),
+        writer_generation: m.generation.load(Ordering::Relaxed),
+    })
+}
+
+impl Reader {
+    /// Attaches to the segment, waiting up to `opts.timeout` for it to appear, and claims a
+    /// reader-table entry.
+    pub fn attach(loc: &SegmentLocation, opts: AttachOptions) -> Result<Reader, AttachError> {
+        let (map, info) = map_waiting(loc, Access::ReadOnlyData, opts.timeout)?;
+        let entry = claim_entry(&map, &opts.reader_name).ok_or_else(|| AttachError::ReaderTableFull {
+            name: loc.name().into(),
+            capacity: READER_CAPACITY,
+        })?;
+        Ok(Reader {
+            map,
+            info,
+            entry,
+            last_seen: 0,
+            stats: ReaderStats::default(),
+            latency: LatencyWindow::new(512),
+            last_stats_ns: 0,
+        })
+    }
+
+    /// The segment.
+    pub fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+
+    /// The number of the last frame this reader was handed (0: none yet).
+    pub fn last_frame_number(&self) -> u64 {
+        self.last_seen
+    }
+
+    /// This reader's counters.
+    pub fn stats(&self) -> ReaderStats {
+        self.stats
+    }
+
+    /// The writer fields of the header (pid, liveness, generation, latest frame, heartbeat).
+    pub fn writer(&self) -> WriterState {
+        writer_state(&self.map)
+    }
+
+    fn entry(&self) -> &ReaderEntry {
+        self.map.reader_entry(self.entry)
+    }
+
+    /// Tells the supervisor's watchdog this reader is alive.
+    pub fn heartbeat(&self) {
+        self.entry().heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
+    }
+
+    fn latest(&self) -> u64 {
+        // Pairs with the writer's SeqCst store: the slot it names is complete.
+        self.map.header().writer.latest.load(Ordering::Acquire)
+    }
+
+    fn validate_meta(&self, m: &FrameMeta, raw_format: u32) -> Result<(), ReadError> {
+        let corrupt = |reason: String| ReadError::Corrupt {
+            name: self.info.name.clone(),
+            reason,
+        };
+        if m.len > self.info.spec.slot_capacity {
+            return Err(corrupt(format!(
+                "frame {} claims {} bytes but slots hold {}",
+                m.frame_number, m.len, self.info.spec.slot_capacity
+            )));
+        }
+        if PixelFormat::from_u32(raw_format).is_none() {
+            return Err(corrupt(format!("frame {} has unknown format {raw_format}", m.frame_number)));
+        }
+        let meta = crate::PublishMeta {
+            capture_ns: m.capture_ns,
+            width: m.width,
+            height: m.height,
+            stride: m.stride,
+            format: m.format,
+        };
+        meta.check(m.len).map_err(|r| corrupt(format!("frame {}: {r}", m.frame_number)))
+    }
+
+    fn delivered(&mut self, m: &FrameMeta, now: u64) {
+        if self.last_seen != 0 && m.frame_number > self.last_seen + 1 {
+            self.stats.frames_missed += m.frame_number - self.last_seen - 1;
+        }
+        self.last_seen = m.frame_number;
+        self.stats.frames_read += 1;
+        let lat = now.saturating_sub(m.publish_ns);
+        self.latency.record(lat);
+        let e = self.map.reader_entry(self.entry);
+        e.frames_read.store(self.stats.frames_read, Ordering::Relaxed);
+        e.frames_missed.store(self.stats.frames_missed, Ordering::Relaxed);
+        e.last_latency_ns.store(lat, Ordering::Relaxed);
+        e.heartbeat_ns.store(now, Ordering::Relaxed);
+        if now.saturating_sub(self.last_stats_ns) >= STATS_INTERVAL_NS {
+            self.last_stats_ns = now;
+            let (p50, p99) = self.latency.percentiles();
+            self.stats.latency_p50_ns = p50;
+            self.stats.latency_p99_ns = p99;
+            e.latency_p50_ns.store(p50, Ordering::Relaxed);
+            e.latency_p99_ns.store(p99, Ordering::Relaxed);
+        }
+    }
+
+    fn torn(&mut self) {
+        self.stats.torn_retries += 1;
+        self.entry().torn_retries.store(self.stats.torn_retries, Ordering::Relaxed);
+    }
+
+    /// Copies the newest frame into `buf` (resized to the frame's length; its capacity is
+    /// reused). `Ok(None)` when no frame newer than the last one read is there, or when the
+    /// writer kept overwriting the slot during the copy (then the next call tries again). A
+    /// torn frame is never returned.
+    pub fn read_latest(&mut self, buf: &mut Vec<u8>) -> Result<Option<FrameMeta>, ReadError> {
+        for _ in 0..COPY_ATTEMPTS {
+            let latest = self.latest();
+            if latest == 0 || latest == self.last_seen {
+                return Ok(None);
+            }
+            let slot = self.map.geometry().slot_of(latest);
+            let sm = self.map.slot_meta(slot);
+            let Some(s) = sys::seq_read_begin(sm) else {
+                self.torn();
+                continue;
+            };
+            let raw_format = sm.format.load(Ordering::Relaxed);
+            let Some(meta) = read_meta(sm, latest) else {
+                self.torn();
+                continue;
+            };
+            if !sys::seq_read_validate(sm, s) {
+                self.torn();
+                continue;
+            }
+            self.validate_meta(&meta, raw_format)?;
+            buf.resize(meta.len, 0);
+            self.map.copy_slot(slot, buf);
+            if !sys::seq_read_validate(self.map.slot_meta(slot), s) {
+                self.torn();
+                continue;
+            }
+            self.delivered(&meta, sys::monotonic_ns());
+            return Ok(Some(meta));
+        }
+        Ok(None)
+    }
+
+    /// Zero-copy read of the newest frame: `f` sees the slot in place, then the slot's sequence
+    /// is checked. `Ok(None)` when nothing new is there.
+    pub fn read_zero_copy<R>(&mut self, f: impl FnOnce(&FrameView<'_>) -> R) -> Result<Option<ZeroCopy<R>>, ReadError> {
+        let latest = self.latest();
+        if latest == 0 || latest == self.last_seen {
+            return Ok(None);
+        }
+        let slot = self.map.geometry().slot_of(latest);
+        let sm = self.map.slot_meta(slot);
+        let lost = |r: &mut Reader| {
+            r.torn();
+            // The frame is gone for good: count it (and any skipped before it) as missed and
+            // do not offer it again.
+            r.stats.frames_missed += if r.last_seen == 0 { 1 } else { latest - r.last_seen };
+            r.entry().frames_missed.store(r.stats.frames_missed, Ordering::Relaxed);
+            r.last_seen = latest;
+            Ok(Some(ZeroCopy::Overwritten { frame_number: latest }))
+        };
+        let Some(s) = sys::seq_read_begin(sm) else {
+            return lost(self);
+        };
+        let raw_format = sm.format.load(Ordering::Relaxed);
+        let Some(meta) = read_meta(sm, latest) else {
+            return lost(self);
+        };
+        if !sys::seq_read_validate(sm, s) {
+            return lost(self);
+        }
+        self.validate_meta(&meta, raw_format)?;
+        let now = sys::monotonic_ns();
+        let value = f(&self.map.view(slot, meta.len, meta));
+        if !sys::seq_read_validate(self.map.slot_meta(slot), s) {
+            return lost(self);
+        }
+        self.delivered(&meta, now);
+        Ok(Some(ZeroCopy::Intact { meta, value }))
+    }
+
+    /// Blocks until a frame newer than the last one read is published (`Ok(true)`) or
+    /// `timeout` passes (`Ok(false)`). Sleeps on the segment's futex, never polls; keeps this
+    /// reader's heartbeat fresh while waiting.
+    pub fn wait_next(&mut self, timeout: Duration) -> Result<bool, ReadError> {
+        let deadline = Instant::now() + timeout;
+        let h = self.map.header();
+        let entry = self.map.reader_entry(self.entry);
+        loop {
+            entry.heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
+            // Acquire: pairs with the writer's increment; loaded before registering as a waiter
+            // so a publish after this point changes the word and FUTEX_WAIT returns at once.
+            let word = h.wake.wake.load(Ordering::Acquire);
+            h.wake.waiters.fetch_add(1, Ordering::SeqCst);
+            let latest = h.writer.latest.load(Ordering::SeqCst);
+            let ready = latest != 0 && latest != self.last_seen;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !ready && !remaining.is_zero() {
+                sys::futex_wait(&h.wake.wake, word, remaining.min(MAX_SLEEP));
+            }
+            h.wake.waiters.fetch_sub(1, Ordering::SeqCst);
+            if ready {
+                return Ok(true);
+            }
+            if remaining.is_zero() {
+                let latest = h.writer.latest.load(Ordering::Acquire);
+                return Ok(latest != 0 && latest != self.last_seen);
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let e = self.entry();
+        e.heartbeat_ns.store(0, Ordering::Relaxed);
+        // Release: pairs with the AcqRel claim of the next reader.
+        let _ = e
+            .pid
+            .compare_exchange(sys::my_pid(), 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
