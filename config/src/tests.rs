@@ -5,7 +5,9 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 fn err(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -14,7 +16,10 @@ fn empty_document_gives_spec_defaults() {
     assert_eq!(c, Config::default());
     assert_eq!(c.video.shm_name, "billiards_video");
     assert_eq!(c.video.slots, 3);
-    assert_eq!((c.video.width, c.video.height, c.video.fps), (1280, 720, 30));
+    assert_eq!(
+        (c.video.width, c.video.height, c.video.fps),
+        (1280, 720, 30)
+    );
     assert_eq!(c.video.attach_timeout_sec, 5.0);
     assert_eq!(c.video.source.kind, SourceKind::Synthetic);
     assert!(c.video.source.looping);
@@ -34,7 +39,10 @@ fn empty_document_gives_spec_defaults() {
 
 #[test]
 fn partial_document_keeps_other_defaults() {
-    let c = parse("[video]\nslots = 4\n[video.source]\nkind = \"file\"\npath = \"a.mp4\"\nloop = false\n").unwrap();
+    let c = parse(
+        "[video]\nslots = 4\n[video.source]\nkind = \"file\"\npath = \"a.mp4\"\nloop = false\n",
+    )
+    .unwrap();
     assert_eq!(c.video.slots, 4);
     assert_eq!(c.video.width, 1280);
     assert_eq!(c.video.source.kind, SourceKind::File);
@@ -43,7 +51,10 @@ fn partial_document_keeps_other_defaults() {
 
 #[test]
 fn slots_below_two_names_file_key_and_rule() {
-    assert_eq!(err("[video]\nslots = 1\n"), "billiards.toml: video.slots = 1: must be at least 2");
+    assert_eq!(
+        err("[video]\nslots = 1\n"),
+        "billiards.toml: video.slots = 1: must be at least 2"
+    );
 }
 
 #[test]
@@ -51,14 +62,20 @@ fn every_broken_rule_is_listed() {
     let e = err("[video]\nslots = 1\nwidth = 641\n[stream]\njpeg_quality = 0\n");
     assert!(e.contains("video.slots = 1: must be at least 2"), "{e}");
     assert!(e.contains("video.width = 641: must be even"), "{e}");
-    assert!(e.contains("stream.jpeg_quality = 0: must be between 1 and 100"), "{e}");
+    assert!(
+        e.contains("stream.jpeg_quality = 0: must be between 1 and 100"),
+        "{e}"
+    );
     assert_eq!(e.lines().count(), 3, "{e}");
 }
 
 #[test]
 fn unknown_key_is_an_error_with_location() {
     let e = err("[video]\nslots = 3\nslot = 4\n");
-    assert!(e.starts_with("billiards.toml: video.slot: unknown key"), "{e}");
+    assert!(
+        e.starts_with("billiards.toml: video.slot: unknown key"),
+        "{e}"
+    );
     assert!(e.contains("line 3"), "{e}");
 }
 
@@ -77,7 +94,10 @@ fn unknown_nested_key_is_an_error() {
 #[test]
 fn wrong_type_names_key_and_position() {
     let e = err("[video]\nfps = \"thirty\"\n");
-    assert!(e.starts_with("billiards.toml: video.fps: invalid type"), "{e}");
+    assert!(
+        e.starts_with("billiards.toml: video.fps: invalid type"),
+        "{e}"
+    );
     assert!(e.contains("line 2, column 7"), "{e}");
 }
 
@@ -104,20 +124,59 @@ fn negative_integer_is_rejected() {
 #[test]
 fn rules_on_video() {
     for (doc, want) in [
-        ("[video]\nwidth = 0", "video.width = 0: must be greater than 0"),
+        (
+            "[video]\nwidth = 0",
+            "video.width = 0: must be greater than 0",
+        ),
         ("[video]\nheight = 721", "video.height = 721: must be even"),
-        ("[video]\nwidth = 10000", "video.width = 10000: must be at most 7680"),
-        ("[video]\nfps = 0", "video.fps = 0: must be between 1 and 240"),
-        ("[video]\nfps = 241", "video.fps = 241: must be between 1 and 240"),
-        ("[video]\nslots = 65", "video.slots = 65: must be at most 64"),
-        ("[video]\nattach_timeout_sec = 0", "video.attach_timeout_sec = 0: must be a number greater than 0"),
-        ("[video]\nattach_timeout_sec = -1.5", "video.attach_timeout_sec = -1.5: must be a number greater than 0"),
-        ("[video]\nattach_timeout_sec = nan", "video.attach_timeout_sec = NaN: must be a number greater than 0"),
-        ("[video]\nshm_name = \"\"", "video.shm_name = \"\": must not be empty"),
-        ("[video]\nshm_name = \"a/b\"", "video.shm_name = \"a/b\": must use only"),
-        ("[video]\nshm_name = \".x\"", "video.shm_name = \".x\": must use only"),
-        ("[video.source]\nkind = \"file\"", "video.source.path = \"\": must name a video file"),
-        ("[video.source]\nkind = \"camera\"\npath = \"video0\"", "video.source.path = \"video0\": must be a device path"),
+        (
+            "[video]\nwidth = 10000",
+            "video.width = 10000: must be at most 7680",
+        ),
+        (
+            "[video]\nfps = 0",
+            "video.fps = 0: must be between 1 and 240",
+        ),
+        (
+            "[video]\nfps = 241",
+            "video.fps = 241: must be between 1 and 240",
+        ),
+        (
+            "[video]\nslots = 65",
+            "video.slots = 65: must be at most 64",
+        ),
+        (
+            "[video]\nattach_timeout_sec = 0",
+            "video.attach_timeout_sec = 0: must be a number greater than 0",
+        ),
+        (
+            "[video]\nattach_timeout_sec = -1.5",
+            "video.attach_timeout_sec = -1.5: must be a number greater than 0",
+        ),
+        (
+            "[video]\nattach_timeout_sec = nan",
+            "video.attach_timeout_sec = NaN: must be a number greater than 0",
+        ),
+        (
+            "[video]\nshm_name = \"\"",
+            "video.shm_name = \"\": must not be empty",
+        ),
+        (
+            "[video]\nshm_name = \"a/b\"",
+            "video.shm_name = \"a/b\": must use only",
+        ),
+        (
+            "[video]\nshm_name = \".x\"",
+            "video.shm_name = \".x\": must use only",
+        ),
+        (
+            "[video.source]\nkind = \"file\"",
+            "video.source.path = \"\": must name a video file",
+        ),
+        (
+            "[video.source]\nkind = \"camera\"\npath = \"video0\"",
+            "video.source.path = \"video0\": must be a device path",
+        ),
     ] {
         let e = err(doc);
         assert!(e.contains(want), "{doc:?}: got {e:?}, want {want:?}");
@@ -151,7 +210,13 @@ fn rules_on_vision_stream_supervisor_watchdog() {
 
 #[test]
 fn ipv6_listen_is_accepted() {
-    assert_eq!(parse("[stream]\nlisten = \"[::1]:9000\"").unwrap().stream.listen, "[::1]:9000");
+    assert_eq!(
+        parse("[stream]\nlisten = \"[::1]:9000\"")
+            .unwrap()
+            .stream
+            .listen,
+        "[::1]:9000"
+    );
 }
 
 #[test]
@@ -184,7 +249,10 @@ fn missing_file_names_the_path() {
     let e = load_from(ConfigOrigin::Flag("/nonexistent/b.toml".into()), None)
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("/nonexistent/b.toml: cannot read config file"), "{e}");
+    assert!(
+        e.starts_with("/nonexistent/b.toml: cannot read config file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -192,8 +260,13 @@ fn error_from_a_file_names_that_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("my.toml");
     std::fs::write(&path, "[video]\nslots = 0\n").unwrap();
-    let e = load_from(ConfigOrigin::Env(path.clone()), None).unwrap_err().to_string();
-    assert_eq!(e, format!("{}: video.slots = 0: must be at least 2", path.display()));
+    let e = load_from(ConfigOrigin::Env(path.clone()), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!("{}: video.slots = 0: must be at least 2", path.display())
+    );
 }
 
 #[test]
@@ -210,10 +283,18 @@ fn derived_paths() {
     assert_eq!(c.control_socket_path(), PathBuf::from("/run/x.sock"));
     c.video.fallback_dir = "/var/tmp/b".into();
     assert_eq!(c.shm_fallback_dir(), PathBuf::from("/var/tmp/b"));
-    assert_eq!(c.worker_dir(Path::new("/opt/b/bin/sup")), PathBuf::from("/opt/b/bin"));
+    assert_eq!(
+        c.worker_dir(Path::new("/opt/b/bin/sup")),
+        PathBuf::from("/opt/b/bin")
+    );
     c.supervisor.worker_dir = "/w".into();
-    assert_eq!(c.worker_dir(Path::new("/opt/b/bin/sup")), PathBuf::from("/w"));
-    assert!(Config::default().control_socket_path().ends_with("supervisor.sock"));
+    assert_eq!(
+        c.worker_dir(Path::new("/opt/b/bin/sup")),
+        PathBuf::from("/w")
+    );
+    assert!(Config::default()
+        .control_socket_path()
+        .ends_with("supervisor.sock"));
 }
 
 #[test]

@@ -9,16 +9,28 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
     p.shm_name("video.shm_name", &v.shm_name);
     p.check("video.slots", v.slots, v.slots >= 2, "must be at least 2");
     p.check("video.slots", v.slots, v.slots <= 64, "must be at most 64");
-    for (key, value, max) in [("video.width", v.width, 7680), ("video.height", v.height, 4320)] {
+    for (key, value, max) in [
+        ("video.width", v.width, 7680),
+        ("video.height", v.height, 4320),
+    ] {
         p.check(key, value, value > 0, "must be greater than 0");
         p.check(key, value, value % 2 == 0, "must be even");
         p.check(key, value, value <= max, &format!("must be at most {max}"));
     }
-    p.check("video.fps", v.fps, (1..=240).contains(&v.fps), "must be between 1 and 240");
+    p.check(
+        "video.fps",
+        v.fps,
+        (1..=240).contains(&v.fps),
+        "must be between 1 and 240",
+    );
     p.positive("video.attach_timeout_sec", v.attach_timeout_sec);
     let s = &v.source;
     if s.kind == SourceKind::File && s.path.is_empty() {
-        p.push("video.source.path", "\"\"", "must name a video file when video.source.kind = \"file\"");
+        p.push(
+            "video.source.path",
+            "\"\"",
+            "must name a video file when video.source.kind = \"file\"",
+        );
     }
     if s.kind == SourceKind::Camera && !s.path.is_empty() && !s.path.starts_with("/dev/") {
         p.push(
@@ -45,11 +57,34 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
             "must be a socket address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
         );
     }
-    p.check("stream.jpeg_quality", st.jpeg_quality, (1..=100).contains(&st.jpeg_quality), "must be between 1 and 100");
-    p.check("stream.max_fps", st.max_fps, (1..=60).contains(&st.max_fps), "must be between 1 and 60");
-    p.check("stream.max_clients", st.max_clients, (1..=10_000).contains(&st.max_clients), "must be between 1 and 10000");
-    if st.auth_token.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-        p.push("stream.auth_token", "\"...\"", "must not contain whitespace or control characters");
+    p.check(
+        "stream.jpeg_quality",
+        st.jpeg_quality,
+        (1..=100).contains(&st.jpeg_quality),
+        "must be between 1 and 100",
+    );
+    p.check(
+        "stream.max_fps",
+        st.max_fps,
+        (1..=60).contains(&st.max_fps),
+        "must be between 1 and 60",
+    );
+    p.check(
+        "stream.max_clients",
+        st.max_clients,
+        (1..=10_000).contains(&st.max_clients),
+        "must be between 1 and 10000",
+    );
+    if st
+        .auth_token
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        p.push(
+            "stream.auth_token",
+            "\"...\"",
+            "must not contain whitespace or control characters",
+        );
     }
 
     let su = &c.supervisor;
@@ -66,11 +101,19 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         su.restart_backoff_max_ms >= su.restart_backoff_initial_ms,
         "must be at least supervisor.restart_backoff_initial_ms",
     );
-    p.check("supervisor.restart_max", su.restart_max, su.restart_max >= 1, "must be at least 1");
+    p.check(
+        "supervisor.restart_max",
+        su.restart_max,
+        su.restart_max >= 1,
+        "must be at least 1",
+    );
     p.positive("supervisor.restart_window_sec", su.restart_window_sec);
 
     p.positive("watchdog.frame_timeout_sec", c.watchdog.frame_timeout_sec);
-    p.positive("watchdog.heartbeat_timeout_sec", c.watchdog.heartbeat_timeout_sec);
+    p.positive(
+        "watchdog.heartbeat_timeout_sec",
+        c.watchdog.heartbeat_timeout_sec,
+    );
     p.0
 }
 

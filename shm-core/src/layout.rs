@@ -75,10 +75,14 @@ impl Geometry {
     /// The geometry of a segment with these slots, or why there can be none.
     pub(crate) fn compute(slot_count: u32, slot_capacity: usize) -> Result<Geometry, String> {
         if !(1..=MAX_SLOTS).contains(&slot_count) {
-            return Err(format!("slot count {slot_count} is outside 1..={MAX_SLOTS}"));
+            return Err(format!(
+                "slot count {slot_count} is outside 1..={MAX_SLOTS}"
+            ));
         }
         if slot_capacity == 0 || slot_capacity > MAX_SLOT_CAPACITY {
-            return Err(format!("slot capacity {slot_capacity} is outside 1..={MAX_SLOT_CAPACITY}"));
+            return Err(format!(
+                "slot capacity {slot_capacity} is outside 1..={MAX_SLOT_CAPACITY}"
+            ));
         }
         let n = slot_count as usize;
         // Bounded above (64 slots of at most 1 GiB), so none of this can overflow on 64-bit.
@@ -98,15 +102,27 @@ impl Geometry {
     }
 
     /// Checks a header read from a segment of `file_len` bytes; the error says what is wrong.
-    pub(crate) fn validate(raw: &RawHeader, file_len: u64) -> Result<(Geometry, PixelFormat), String> {
+    pub(crate) fn validate(
+        raw: &RawHeader,
+        file_len: u64,
+    ) -> Result<(Geometry, PixelFormat), String> {
         if raw.magic != MAGIC {
-            return Err(format!("bad magic {:#018x} (expected {MAGIC:#018x})", raw.magic));
+            return Err(format!(
+                "bad magic {:#018x} (expected {MAGIC:#018x})",
+                raw.magic
+            ));
         }
         if raw.version != VERSION {
-            return Err(format!("layout version {} (this build reads version {VERSION})", raw.version));
+            return Err(format!(
+                "layout version {} (this build reads version {VERSION})",
+                raw.version
+            ));
         }
         if raw.header_bytes as usize != HEADER_BYTES {
-            return Err(format!("header size {} (expected {HEADER_BYTES})", raw.header_bytes));
+            return Err(format!(
+                "header size {} (expected {HEADER_BYTES})",
+                raw.header_bytes
+            ));
         }
         if raw.reader_capacity as usize != READER_CAPACITY {
             return Err(format!(
@@ -114,16 +130,26 @@ impl Geometry {
                 raw.reader_capacity
             ));
         }
-        let capacity = usize::try_from(raw.slot_capacity).map_err(|_| "slot capacity overflows".to_string())?;
+        let capacity = usize::try_from(raw.slot_capacity)
+            .map_err(|_| "slot capacity overflows".to_string())?;
         let g = Geometry::compute(raw.slot_count, capacity)?;
         if raw.slot_stride != g.slot_stride as u64 {
-            return Err(format!("slot stride {} (expected {})", raw.slot_stride, g.slot_stride));
+            return Err(format!(
+                "slot stride {} (expected {})",
+                raw.slot_stride, g.slot_stride
+            ));
         }
         if raw.data_offset != g.data_offset as u64 {
-            return Err(format!("data offset {} (expected {})", raw.data_offset, g.data_offset));
+            return Err(format!(
+                "data offset {} (expected {})",
+                raw.data_offset, g.data_offset
+            ));
         }
         if raw.total_bytes != g.total_bytes as u64 {
-            return Err(format!("total size {} (expected {})", raw.total_bytes, g.total_bytes));
+            return Err(format!(
+                "total size {} (expected {})",
+                raw.total_bytes, g.total_bytes
+            ));
         }
         if file_len != g.total_bytes as u64 {
             return Err(format!(
@@ -131,7 +157,8 @@ impl Geometry {
                 g.total_bytes
             ));
         }
-        let format = PixelFormat::from_u32(raw.format).ok_or_else(|| format!("unknown pixel format {}", raw.format))?;
+        let format = PixelFormat::from_u32(raw.format)
+            .ok_or_else(|| format!("unknown pixel format {}", raw.format))?;
         if let Some(need) = format.frame_bytes(raw.width, raw.height) {
             if need > capacity as u64 {
                 return Err(format!(

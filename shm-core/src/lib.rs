@@ -32,8 +32,8 @@
 //! ```
 
 mod error;
-pub mod layout;
 mod latency;
+pub mod layout;
 mod location;
 mod monitor;
 mod reader;
@@ -41,13 +41,15 @@ mod segment;
 mod sys;
 mod writer;
 
-pub use error::{AttachError, CreateError, NameError, OpenError, PublishError, ReadError, UnlinkError};
+pub use error::{
+    AttachError, CreateError, NameError, OpenError, PublishError, ReadError, UnlinkError,
+};
 pub use latency::LatencyWindow;
 pub use location::{SegmentLocation, FORCE_FALLBACK_ENV};
 pub use monitor::{Monitor, ReaderSnapshot, SegmentSnapshot};
 pub use reader::{AttachOptions, FrameMeta, Reader, ReaderStats, ZeroCopy};
-pub use sys::FrameView;
 pub use segment::{create, unlink, CreateMode, SegmentInfo};
+pub use sys::FrameView;
 pub use sys::{monotonic_ns, process_cpu_ns};
 pub use writer::{PublishMeta, Writer, WriterState};
 

@@ -102,7 +102,11 @@ impl SegmentLocation {
     pub(crate) fn create_backing(&self) -> Result<Backing, (PathBuf, &'static str, io::Error)> {
         if !self.force_fallback {
             let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
-            match shm_open(self.shm_object().as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR) {
+            match shm_open(
+                self.shm_object().as_str(),
+                flags,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            ) {
                 Ok(fd) => {
                     return Ok(Backing {
                         fd,
@@ -111,7 +115,11 @@ impl SegmentLocation {
                     })
                 }
                 Err(Errno::EEXIST) => {
-                    return Err((self.shm_path(), "shm_open", io::Error::from(io::ErrorKind::AlreadyExists)))
+                    return Err((
+                        self.shm_path(),
+                        "shm_open",
+                        io::Error::from(io::ErrorKind::AlreadyExists),
+                    ))
                 }
                 // Any other failure means /dev/shm is unusable here: use the file fallback.
                 Err(_) => {}
@@ -196,9 +204,18 @@ mod tests {
         assert!(SegmentLocation::new("billiards_video", "/tmp").is_ok());
         assert!(SegmentLocation::new("a.b-c_1", "/tmp").is_ok());
         assert_eq!(SegmentLocation::new("", "/tmp"), Err(NameError::Empty));
-        assert!(matches!(SegmentLocation::new("a/b", "/tmp"), Err(NameError::BadChar { .. })));
-        assert!(matches!(SegmentLocation::new(".x", "/tmp"), Err(NameError::BadChar { .. })));
-        assert!(matches!(SegmentLocation::new("..", "/tmp"), Err(NameError::BadChar { .. })));
+        assert!(matches!(
+            SegmentLocation::new("a/b", "/tmp"),
+            Err(NameError::BadChar { .. })
+        ));
+        assert!(matches!(
+            SegmentLocation::new(".x", "/tmp"),
+            Err(NameError::BadChar { .. })
+        ));
+        assert!(matches!(
+            SegmentLocation::new("..", "/tmp"),
+            Err(NameError::BadChar { .. })
+        ));
         assert!(matches!(
             SegmentLocation::new(&"x".repeat(201), "/tmp"),
             Err(NameError::TooLong { len: 201, .. })

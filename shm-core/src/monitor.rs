@@ -91,9 +91,14 @@ impl Monitor {
                 (pid != 0).then(|| ReaderSnapshot {
                     slot: i,
                     pid,
-                    name: decode_name([e.name[0].load(Ordering::Relaxed), e.name[1].load(Ordering::Relaxed)]),
+                    name: decode_name([
+                        e.name[0].load(Ordering::Relaxed),
+                        e.name[1].load(Ordering::Relaxed),
+                    ]),
                     alive: sys::pid_alive(pid),
-                    heartbeat_age: Duration::from_nanos(now.saturating_sub(e.heartbeat_ns.load(Ordering::Relaxed))),
+                    heartbeat_age: Duration::from_nanos(
+                        now.saturating_sub(e.heartbeat_ns.load(Ordering::Relaxed)),
+                    ),
                     frames_read: e.frames_read.load(Ordering::Relaxed),
                     frames_missed: e.frames_missed.load(Ordering::Relaxed),
                     torn_retries: e.torn_retries.load(Ordering::Relaxed),
@@ -117,7 +122,11 @@ impl Monitor {
     /// Tells the writer that this is a full stop: it unlinks the segment when it exits.
     pub fn mark_stopping(&self) {
         // Pairs with the Acquire load in Writer::stop_requested.
-        self.map.header().writer.stopping.store(1, Ordering::Release);
+        self.map
+            .header()
+            .writer
+            .stopping
+            .store(1, Ordering::Release);
     }
 }
 
@@ -125,6 +134,9 @@ impl Monitor {
 impl Monitor {
     /// Overwrites an entry's pid, to simulate a reader process that died.
     pub(crate) fn forge_reader_pid_for_test(&self, slot: usize, pid: u32) {
-        self.map.reader_entry(slot).pid.store(pid, Ordering::Release);
+        self.map
+            .reader_entry(slot)
+            .pid
+            .store(pid, Ordering::Release);
     }
 }

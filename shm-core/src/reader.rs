@@ -132,12 +132,22 @@ fn claim_entry(map: &Mapping, name: &str) -> Option<usize> {
         }
         // AcqRel: exactly one process wins a free or dead entry; pairs with the Release store
         // of 0 in Reader::drop.
-        if e.pid.compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if e.pid
+            .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             let words = encode_name(name);
             e.name[0].store(words[0], Ordering::Relaxed);
             e.name[1].store(words[1], Ordering::Relaxed);
             e.claims.fetch_add(1, Ordering::Relaxed);
-            for c in [&e.frames_read, &e.frames_missed, &e.torn_retries, &e.last_latency_ns, &e.latency_p50_ns, &e.latency_p99_ns] {
+            for c in [
+                &e.frames_read,
+                &e.frames_missed,
+                &e.torn_retries,
+                &e.last_latency_ns,
+                &e.latency_p50_ns,
+                &e.latency_p99_ns,
+            ] {
                 c.store(0, Ordering::Relaxed);
             }
             e.attached_ns.store(now, Ordering::Relaxed);
@@ -163,7 +173,8 @@ fn read_meta(m: &SlotMeta, latest: u64) -> Option<FrameMeta> {
         height: m.height.load(Ordering::Relaxed),
         stride: m.stride.load(Ordering::Relaxed),
         // An unknown format is reported by validate_meta below.
-        format: PixelFormat::from_u32(m.format.load(Ordering::Relaxed)).unwrap_or(PixelFormat::Bytes),
+        format: PixelFormat::from_u32(m.format.load(Ordering::Relaxed))
+            .unwrap_or(PixelFormat::Bytes),
         writer_generation: m.generation.load(Ordering::Relaxed),
     })
 }
@@ -173,10 +184,11 @@ impl Reader {
     /// reader-table entry.
     pub fn attach(loc: &SegmentLocation, opts: AttachOptions) -> Result<Reader, AttachError> {
         let (map, info) = map_waiting(loc, Access::ReadOnlyData, opts.timeout)?;
-        let entry = claim_entry(&map, &opts.reader_name).ok_or_else(|| AttachError::ReaderTableFull {
-            name: loc.name().into(),
-            capacity: READER_CAPACITY,
-        })?;
+        let entry =
+            claim_entry(&map, &opts.reader_name).ok_or_else(|| AttachError::ReaderTableFull {
+                name: loc.name().into(),
+                capacity: READER_CAPACITY,
+            })?;
         Ok(Reader {
             map,
             info,
@@ -214,7 +226,9 @@ impl Reader {
 
     /// Tells the supervisor's watchdog this reader is alive.
     pub fn heartbeat(&self) {
-        self.entry().heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
+        self.entry()
+            .heartbeat_ns
+            .store(sys::monotonic_ns(), Ordering::Relaxed);
     }
 
     fn latest(&self) -> u64 {
@@ -234,7 +248,10 @@ impl Reader {
             )));
         }
         if PixelFormat::from_u32(raw_format).is_none() {
-            return Err(corrupt(format!("frame {} has unknown format {raw_format}", m.frame_number)));
+            return Err(corrupt(format!(
+                "frame {} has unknown format {raw_format}",
+                m.frame_number
+            )));
         }
         let meta = crate::PublishMeta {
             capture_ns: m.capture_ns,
@@ -243,7 +260,8 @@ impl Reader {
             stride: m.stride,
             format: m.format,
         };
-        meta.check(m.len).map_err(|r| corrupt(format!("frame {}: {r}", m.frame_number)))
+        meta.check(m.len)
+            .map_err(|r| corrupt(format!("frame {}: {r}", m.frame_number)))
     }
 
     fn delivered(&mut self, m: &FrameMeta, now: u64) {
@@ -255,8 +273,10 @@ impl Reader {
         let lat = now.saturating_sub(m.publish_ns);
         self.latency.record(lat);
         let e = self.map.reader_entry(self.entry);
-        e.frames_read.store(self.stats.frames_read, Ordering::Relaxed);
-        e.frames_missed.store(self.stats.frames_missed, Ordering::Relaxed);
+        e.frames_read
+            .store(self.stats.frames_read, Ordering::Relaxed);
+        e.frames_missed
+            .store(self.stats.frames_missed, Ordering::Relaxed);
         e.last_latency_ns.store(lat, Ordering::Relaxed);
         e.heartbeat_ns.store(now, Ordering::Relaxed);
         if now.saturating_sub(self.last_stats_ns) >= STATS_INTERVAL_NS {
@@ -271,7 +291,9 @@ impl Reader {
 
     fn torn(&mut self) {
         self.stats.torn_retries += 1;
-        self.entry().torn_retries.store(self.stats.torn_retries, Ordering::Relaxed);
+        self.entry()
+            .torn_retries
+            .store(self.stats.torn_retries, Ordering::Relaxed);
     }
 
     /// Copies the newest frame into `buf` (resized to the frame's length; its capacity is
@@ -314,7 +336,10 @@ impl Reader {
 
     /// Zero-copy read of the newest frame: `f` sees the slot in place, then the slot's sequence
     /// is checked. `Ok(None)` when nothing new is there.
-    pub fn read_zero_copy<R>(&mut self, f: impl FnOnce(&FrameView<'_>) -> R) -> Result<Option<ZeroCopy<R>>, ReadError> {
+    pub fn read_zero_copy<R>(
+        &mut self,
+        f: impl FnOnce(&FrameView<'_>) -> R,
+    ) -> Result<Option<ZeroCopy<R>>, ReadError> {
         let latest = self.latest();
         if latest == 0 || latest == self.last_seen {
             return Ok(None);
@@ -325,10 +350,18 @@ impl Reader {
             r.torn();
             // The frame is gone for good: count it (and any skipped before it) as missed and
             // do not offer it again.
-            r.stats.frames_missed += if r.last_seen == 0 { 1 } else { latest - r.last_seen };
-            r.entry().frames_missed.store(r.stats.frames_missed, Ordering::Relaxed);
+            r.stats.frames_missed += if r.last_seen == 0 {
+                1
+            } else {
+                latest - r.last_seen
+            };
+            r.entry()
+                .frames_missed
+                .store(r.stats.frames_missed, Ordering::Relaxed);
             r.last_seen = latest;
-            Ok(Some(ZeroCopy::Overwritten { frame_number: latest }))
+            Ok(Some(ZeroCopy::Overwritten {
+                frame_number: latest,
+            }))
         };
         let Some(s) = sys::seq_read_begin(sm) else {
             return lost(self);
@@ -358,7 +391,9 @@ impl Reader {
         let h = self.map.header();
         let entry = self.map.reader_entry(self.entry);
         loop {
-            entry.heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
+            entry
+                .heartbeat_ns
+                .store(sys::monotonic_ns(), Ordering::Relaxed);
             // Acquire: pairs with the writer's increment; loaded before registering as a waiter
             // so a publish after this point changes the word and FUTEX_WAIT returns at once.
             let word = h.wake.wake.load(Ordering::Acquire);

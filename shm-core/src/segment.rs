@@ -36,7 +36,11 @@ pub struct SegmentInfo {
 }
 
 /// Creates and initialises a segment with mode 0600.
-pub fn create(loc: &SegmentLocation, spec: &SegmentSpec, mode: CreateMode) -> Result<SegmentInfo, CreateError> {
+pub fn create(
+    loc: &SegmentLocation,
+    spec: &SegmentSpec,
+    mode: CreateMode,
+) -> Result<SegmentInfo, CreateError> {
     let invalid = |reason: String| CreateError::InvalidSpec {
         name: loc.name().into(),
         reason,
@@ -90,19 +94,29 @@ pub fn create(loc: &SegmentLocation, spec: &SegmentSpec, mode: CreateMode) -> Re
     };
     // The umask may have cleared bits of 0600 but never adds any; set it explicitly anyway so
     // the mode does not depend on the caller's umask.
-    nix::sys::stat::fchmod(backing.fd.as_raw_fd(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| fail("fchmod", e.into()))?;
-    nix::unistd::ftruncate(backing.fd.as_fd(), geometry.total_bytes as i64).map_err(|e| fail("ftruncate", e.into()))?;
-    let map = Mapping::map(&backing.fd, geometry, Access::ReadWrite).map_err(|e| fail("mmap", e))?;
+    nix::sys::stat::fchmod(
+        backing.fd.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| fail("fchmod", e.into()))?;
+    nix::unistd::ftruncate(backing.fd.as_fd(), geometry.total_bytes as i64)
+        .map_err(|e| fail("ftruncate", e.into()))?;
+    let map =
+        Mapping::map(&backing.fd, geometry, Access::ReadWrite).map_err(|e| fail("mmap", e))?;
     let f = &map.header().fixed;
     f.version.store(VERSION, Ordering::Relaxed);
     f.header_bytes.store(HEADER_BYTES as u32, Ordering::Relaxed);
     f.slot_count.store(spec.slot_count, Ordering::Relaxed);
-    f.reader_capacity.store(READER_CAPACITY as u32, Ordering::Relaxed);
-    f.slot_capacity.store(geometry.slot_capacity as u64, Ordering::Relaxed);
-    f.slot_stride.store(geometry.slot_stride as u64, Ordering::Relaxed);
-    f.data_offset.store(geometry.data_offset as u64, Ordering::Relaxed);
-    f.total_bytes.store(geometry.total_bytes as u64, Ordering::Relaxed);
+    f.reader_capacity
+        .store(READER_CAPACITY as u32, Ordering::Relaxed);
+    f.slot_capacity
+        .store(geometry.slot_capacity as u64, Ordering::Relaxed);
+    f.slot_stride
+        .store(geometry.slot_stride as u64, Ordering::Relaxed);
+    f.data_offset
+        .store(geometry.data_offset as u64, Ordering::Relaxed);
+    f.total_bytes
+        .store(geometry.total_bytes as u64, Ordering::Relaxed);
     f.width.store(spec.width, Ordering::Relaxed);
     f.height.store(spec.height, Ordering::Relaxed);
     f.format.store(spec.format as u32, Ordering::Relaxed);
@@ -140,7 +154,10 @@ pub(crate) enum MapFailure {
 }
 
 /// Opens, validates and maps an existing segment.
-pub(crate) fn map_existing(loc: &SegmentLocation, access: Access) -> Result<(Mapping, SegmentInfo), MapFailure> {
+pub(crate) fn map_existing(
+    loc: &SegmentLocation,
+    access: Access,
+) -> Result<(Mapping, SegmentInfo), MapFailure> {
     let backing = match loc.open_backing() {
         Ok(b) => b,
         Err((_, e)) if e.kind() == io::ErrorKind::NotFound => return Err(MapFailure::Missing),
@@ -167,12 +184,16 @@ pub(crate) fn map_existing(loc: &SegmentLocation, access: Access) -> Result<(Map
             source,
         })
     };
-    let len = nix::sys::stat::fstat(backing.fd.as_raw_fd()).map_err(|e| io_fail(e.into()))?.st_size as u64;
+    let len = nix::sys::stat::fstat(backing.fd.as_raw_fd())
+        .map_err(|e| io_fail(e.into()))?
+        .st_size as u64;
     if len == 0 {
         return Err(MapFailure::Initialising);
     }
     if len < HEADER_BYTES as u64 {
-        return Err(invalid(format!("only {len} bytes, smaller than its {HEADER_BYTES}-byte header")));
+        return Err(invalid(format!(
+            "only {len} bytes, smaller than its {HEADER_BYTES}-byte header"
+        )));
     }
     let raw = sys::read_raw_header(&backing.fd).map_err(io_fail)?;
     if raw.magic == 0 {
@@ -208,7 +229,9 @@ pub(crate) fn map_waiting(
         match map_existing(loc, access) {
             Ok(m) => return Ok(m),
             Err(MapFailure::Fatal(e)) => return Err(e),
-            Err(MapFailure::Missing) | Err(MapFailure::Initialising) if start.elapsed() < timeout => {
+            Err(MapFailure::Missing) | Err(MapFailure::Initialising)
+                if start.elapsed() < timeout =>
+            {
                 // The segment does not exist yet, so there is no futex to sleep on; back off
                 // from 1 ms to 50 ms so attach is quick without spinning.
                 std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
@@ -235,12 +258,18 @@ pub(crate) fn map_waiting(
 }
 
 /// Checks that `info` matches `expected` (slots, capacity, geometry, format).
-pub(crate) fn spec_matches(info: &SegmentInfo, expected: &SegmentSpec) -> Result<(), (String, String)> {
+pub(crate) fn spec_matches(
+    info: &SegmentInfo,
+    expected: &SegmentSpec,
+) -> Result<(), (String, String)> {
     let show = |s: &SegmentSpec| {
         if s.format == PixelFormat::Bytes {
             format!("{} slots of {} bytes", s.slot_count, s.slot_capacity)
         } else {
-            format!("{} slots of {}x{} {:?}", s.slot_count, s.width, s.height, s.format)
+            format!(
+                "{} slots of {}x{} {:?}",
+                s.slot_count, s.width, s.height, s.format
+            )
         }
     };
     let same = info.spec.slot_count == expected.slot_count

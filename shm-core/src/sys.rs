@@ -133,7 +133,7 @@ const _: () = {
     assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
     assert!(std::mem::size_of::<ReaderEntry>() == READER_ENTRY_BYTES);
     assert!(std::mem::size_of::<SlotMeta>() == crate::layout::SLOT_META_BYTES);
-    assert!(READERS_OFFSET % 128 == 0);
+    assert!(READERS_OFFSET.is_multiple_of(128));
 };
 
 /// Whether the pixel region is mapped writable.
@@ -161,13 +161,19 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above; `&Mapping` only hands out atomics and raw pointers.
 unsafe impl Sync for Mapping {}
 
-fn map_region(fd: &impl AsFd, offset: usize, len: usize, writable: bool) -> io::Result<NonNull<u8>> {
+fn map_region(
+    fd: &impl AsFd,
+    offset: usize,
+    len: usize,
+    writable: bool,
+) -> io::Result<NonNull<u8>> {
     let prot = if writable {
         libc::PROT_READ | libc::PROT_WRITE
     } else {
         libc::PROT_READ
     };
-    let off = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: a fresh shared mapping of `len` bytes at a kernel-chosen address; it aliases no
     // Rust object. `offset` is page-aligned (Geometry guarantees it) and the file is at least
     // `offset + len` long (checked by the callers against fstat before mapping).
@@ -244,7 +250,12 @@ impl Mapping {
         let data = match access {
             Access::ControlOnly => None,
             Access::ReadWrite | Access::ReadOnlyData => {
-                match map_region(fd, geometry.data_offset, geometry.data_len(), access == Access::ReadWrite) {
+                match map_region(
+                    fd,
+                    geometry.data_offset,
+                    geometry.data_len(),
+                    access == Access::ReadWrite,
+                ) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         unmap_region(ctrl, geometry.data_offset);
@@ -253,7 +264,11 @@ impl Mapping {
                 }
             }
         };
-        Ok(Mapping { ctrl, data, geometry })
+        Ok(Mapping {
+            ctrl,
+            data,
+            geometry,
+        })
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -307,8 +322,14 @@ impl Mapping {
     ///
     /// `&mut self` makes the writer unique within this process; `Writer::open` refuses a
     /// second live writer process, so no other process writes the slot meanwhile.
-    pub(crate) fn write_slot<R>(&mut self, slot: usize, fill: impl FnOnce(&mut [u8], &SlotMeta) -> R) -> R {
-        let p = self.slot_data(slot).expect("writer mapping has a data region");
+    pub(crate) fn write_slot<R>(
+        &mut self,
+        slot: usize,
+        fill: impl FnOnce(&mut [u8], &SlotMeta) -> R,
+    ) -> R {
+        let p = self
+            .slot_data(slot)
+            .expect("writer mapping has a data region");
         let meta = self.slot_meta(slot);
         let odd = seq_begin_write(meta);
         // SAFETY: p..p+slot_capacity lies inside the writable data mapping (Geometry); this is
@@ -323,17 +344,26 @@ impl Mapping {
     /// Copies the first `dst.len()` bytes of `slot`'s payload (at most its capacity) into `dst`.
     /// The caller validates the result with the slot's sequence.
     pub(crate) fn copy_slot(&self, slot: usize, dst: &mut [u8]) {
-        let p = self.slot_data(slot).expect("reader mapping has a data region");
-        assert!(dst.len() <= self.geometry.slot_capacity, "copy larger than a slot");
-        // SAFETY: the range is inside the data mapping (length checked above) and the slot
-        // start is page-aligned, hence 8-aligned.
+        let p = self
+            .slot_data(slot)
+            .expect("reader mapping has a data region");
+        assert!(
+            dst.len() <= self.geometry.slot_capacity,
+            "copy larger than a slot"
+        );
+        // SAFETY: the range is inside the data mapping (length checked above).
         unsafe { copy_from_shared(p, dst) }
     }
 
     /// A view of `len` bytes of `slot` for a zero-copy read.
     pub(crate) fn view(&self, slot: usize, len: usize, meta: FrameMetaLike) -> FrameView<'_> {
-        let ptr = self.slot_data(slot).expect("reader mapping has a data region");
-        assert!(len <= self.geometry.slot_capacity, "view larger than a slot");
+        let ptr = self
+            .slot_data(slot)
+            .expect("reader mapping has a data region");
+        assert!(
+            len <= self.geometry.slot_capacity,
+            "view larger than a slot"
+        );
         FrameView {
             ptr,
             len,
@@ -385,8 +415,16 @@ impl FrameView<'_> {
     /// concurrent writer.
     pub fn copy_to(&self, dst: &mut [u8]) {
         let n = dst.len().min(self.len);
-        // SAFETY: ptr..ptr+len is inside the data mapping that outlives 'a; ptr is page-aligned.
+        // SAFETY: ptr..ptr+n is inside the data mapping, which outlives 'a.
         unsafe { copy_from_shared(self.ptr, &mut dst[..n]) }
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` of the payload (clamped to the payload).
+    pub fn copy_at(&self, offset: usize, dst: &mut [u8]) {
+        let start = offset.min(self.len);
+        let n = dst.len().min(self.len - start);
+        // SAFETY: start..start+n lies inside the payload (clamped above), inside the mapping.
+        unsafe { copy_from_shared(self.ptr.add(start), &mut dst[..n]) }
     }
 
     /// The payload as a slice, without copying.
@@ -416,7 +454,7 @@ pub(crate) fn seq_begin_write(meta: &SlotMeta) -> u64 {
     let s = meta.seq.load(Ordering::Relaxed);
     // An odd value left by a writer that died mid-write is moved on by 2 so that a reader that
     // loaded it still sees a change.
-    let odd = if s % 2 == 0 { s + 1 } else { s + 2 };
+    let odd = if s.is_multiple_of(2) { s + 1 } else { s + 2 };
     meta.seq.store(odd, Ordering::Relaxed);
     // Pairs with the reader's Acquire fence before its re-check: payload stores below cannot be
     // observed before the odd sequence.
@@ -434,7 +472,7 @@ pub(crate) fn seq_end_write(meta: &SlotMeta, odd: u64) {
 pub(crate) fn seq_read_begin(meta: &SlotMeta) -> Option<u64> {
     // Pairs with seq_end_write's Release store.
     let s = meta.seq.load(Ordering::Acquire);
-    (s % 2 == 0).then_some(s)
+    s.is_multiple_of(2).then_some(s)
 }
 
 /// Whether a slot's sequence is still `s` after the reader's accesses.
@@ -448,7 +486,7 @@ pub(crate) fn seq_read_validate(meta: &SlotMeta, s: u64) -> bool {
 /// result is validated by the seqlock afterwards). See the module doc for why.
 ///
 /// # Safety
-/// `src..src + dst.len()` must lie inside a live mapping and `src` must be 8-byte aligned.
+/// `src..src + dst.len()` must lie inside a live mapping.
 pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: rep movsb copies rcx bytes from rsi to rdi; both ranges are valid by the caller's
@@ -465,16 +503,20 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let words = dst.len() / 8;
-        for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
-            // SAFETY: i < words, so the word lies inside the source range; src is 8-aligned.
-            let w = unsafe { &*src.cast::<AtomicU64>().add(i) }.load(Ordering::Relaxed);
-            chunk.copy_from_slice(&w.to_ne_bytes());
+        use std::sync::atomic::AtomicU8;
+        let len = dst.len();
+        // Bytes up to the first 8-aligned source address, then whole words, then the tail.
+        let head = (src.align_offset(8)).min(len);
+        let words = (len - head) / 8;
+        for i in (0..head).chain(head + words * 8..len) {
+            // SAFETY: i < len, inside the source range by the caller's contract.
+            dst[i] = unsafe { &*src.add(i).cast::<AtomicU8>() }.load(Ordering::Relaxed);
         }
-        for i in words * 8..dst.len() {
-            // SAFETY: i < dst.len(), inside the source range.
-            let b = unsafe { &*src.add(i).cast::<std::sync::atomic::AtomicU8>() };
-            dst[i] = b.load(Ordering::Relaxed);
+        for w in 0..words {
+            let at = head + w * 8;
+            // SAFETY: src+at is 8-aligned and at+8 <= len, inside the source range.
+            let v = unsafe { &*src.add(at).cast::<AtomicU64>() }.load(Ordering::Relaxed);
+            dst[at..at + 8].copy_from_slice(&v.to_ne_bytes());
         }
     }
 }
@@ -506,7 +548,15 @@ pub(crate) fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: the word is a live, aligned u32; FUTEX_WAKE does not access user memory beyond
     // using the address as a key.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, std::ptr::null::<libc::timespec>(), std::ptr::null::<u32>(), 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -522,7 +572,10 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -530,7 +583,10 @@ pub fn monotonic_ns() -> u64 {
 
 /// This process's CPU time (user + system) in nanoseconds.
 pub fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer; the clock exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

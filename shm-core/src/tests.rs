@@ -16,7 +16,11 @@ impl TestSeg {
     pub fn new(tag: &str) -> TestSeg {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = tempfile::tempdir().unwrap();
-        let name = format!("shmcore-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, O::Relaxed));
+        let name = format!(
+            "shmcore-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, O::Relaxed)
+        );
         TestSeg {
             loc: SegmentLocation::new(&name, dir.path()).unwrap(),
             _dir: dir,
@@ -55,15 +59,26 @@ fn write_read_cycle() {
     assert_eq!(w.generation(), 1);
     let mut r = Reader::attach(&t.loc, AttachOptions::new("t", T)).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(r.read_latest(&mut buf).unwrap(), None, "nothing published yet");
+    assert_eq!(
+        r.read_latest(&mut buf).unwrap(),
+        None,
+        "nothing published yet"
+    );
     assert!(!r.wait_next(Duration::from_millis(20)).unwrap());
     for n in 1..=10u64 {
         let f = frame(64, 48, n);
-        assert_eq!(w.publish(&f, PublishMeta::bgr(64, 48, monotonic_ns())).unwrap(), n);
+        assert_eq!(
+            w.publish(&f, PublishMeta::bgr(64, 48, monotonic_ns()))
+                .unwrap(),
+            n
+        );
         assert!(r.wait_next(T).unwrap());
         let m = r.read_latest(&mut buf).unwrap().unwrap();
         assert_eq!(m.frame_number, n);
-        assert_eq!((m.width, m.height, m.stride, m.len), (64, 48, 192, 64 * 48 * 3));
+        assert_eq!(
+            (m.width, m.height, m.stride, m.len),
+            (64, 48, 192, 64 * 48 * 3)
+        );
         assert_eq!(buf, f);
         assert_eq!(r.read_latest(&mut buf).unwrap(), None, "no new frame");
     }
@@ -125,7 +140,9 @@ fn second_live_writer_is_refused() {
     let _w = Writer::open(&t.loc, &spec).unwrap();
     // Same process: allowed (the pid is ours); a different live pid is refused, which the
     // process tests check. Here check the spec mismatch path instead.
-    let e = Writer::open(&t.loc, &SegmentSpec::bytes(128, 2)).err().unwrap();
+    let e = Writer::open(&t.loc, &SegmentSpec::bytes(128, 2))
+        .err()
+        .unwrap();
     assert!(matches!(e, OpenError::SpecMismatch { .. }), "{e}");
     assert!(e.to_string().contains("2 slots of 64 bytes"), "{e}");
 }
@@ -133,7 +150,9 @@ fn second_live_writer_is_refused() {
 #[test]
 fn writer_on_missing_segment_says_who_creates_it() {
     let t = TestSeg::new("nowriter");
-    let e = Writer::open(&t.loc, &SegmentSpec::bytes(8, 2)).err().unwrap();
+    let e = Writer::open(&t.loc, &SegmentSpec::bytes(8, 2))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("supervisor creates it"), "{e}");
 }
 
@@ -141,7 +160,9 @@ fn writer_on_missing_segment_says_who_creates_it() {
 fn attach_timeout_names_segment() {
     let t = TestSeg::new("absent");
     let start = std::time::Instant::now();
-    let e = Reader::attach(&t.loc, AttachOptions::new("t", Duration::from_millis(300))).err().unwrap();
+    let e = Reader::attach(&t.loc, AttachOptions::new("t", Duration::from_millis(300)))
+        .err()
+        .unwrap();
     assert!(start.elapsed() >= Duration::from_millis(300));
     let msg = e.to_string();
     assert!(msg.contains(t.loc.name()), "{msg}");
@@ -173,7 +194,8 @@ fn forced_fallback_uses_a_file_with_the_same_api() {
     let mut w = Writer::open(&t.loc, &spec).unwrap();
     let mut r = Reader::attach(&t.loc, AttachOptions::new("t", T)).unwrap();
     assert!(r.info().fallback);
-    w.publish(&frame(32, 32, 1), PublishMeta::bgr(32, 32, 0)).unwrap();
+    w.publish(&frame(32, 32, 1), PublishMeta::bgr(32, 32, 0))
+        .unwrap();
     let mut buf = Vec::new();
     assert_eq!(r.read_latest(&mut buf).unwrap().unwrap().frame_number, 1);
     drop((w, r));
@@ -217,7 +239,11 @@ fn zero_copy_read_reports_intact_and_overwritten() {
     assert_eq!(r.stats().torn_retries, 1);
     let mut buf = Vec::new();
     assert_eq!(r.read_latest(&mut buf).unwrap().unwrap().frame_number, 4);
-    assert_eq!(r.stats().frames_missed, 2, "frames 2 (overwritten) and 3 were never delivered");
+    assert_eq!(
+        r.stats().frames_missed,
+        2,
+        "frames 2 (overwritten) and 3 were never delivered"
+    );
 }
 
 #[test]
@@ -226,8 +252,16 @@ fn publish_rejects_oversized_and_inconsistent_frames() {
     let spec = SegmentSpec::frames(8, 8, 2);
     create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
     let mut w = Writer::open(&t.loc, &spec).unwrap();
-    let e = w.publish(&[0; 8 * 8 * 3 + 1], PublishMeta::bgr(8, 8, 0)).unwrap_err();
-    assert_eq!(e, PublishError::TooLarge { len: 193, capacity: 192 });
+    let e = w
+        .publish(&[0; 8 * 8 * 3 + 1], PublishMeta::bgr(8, 8, 0))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        PublishError::TooLarge {
+            len: 193,
+            capacity: 192
+        }
+    );
     let e = w.publish(&[0; 10], PublishMeta::bgr(8, 8, 0)).unwrap_err();
     assert!(matches!(e, PublishError::InvalidMeta(_)), "{e}");
     let e = w.publish_with(PublishMeta::bytes(0), |_| 1000).unwrap_err();
@@ -269,8 +303,13 @@ fn reader_table_full_is_an_error() {
     let readers: Vec<_> = (0..layout::READER_CAPACITY)
         .map(|_| Reader::attach(&t.loc, AttachOptions::new("r", T)).unwrap())
         .collect();
-    let e = Reader::attach(&t.loc, AttachOptions::new("r", T)).err().unwrap();
-    assert!(matches!(e, AttachError::ReaderTableFull { capacity: 64, .. }), "{e}");
+    let e = Reader::attach(&t.loc, AttachOptions::new("r", T))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, AttachError::ReaderTableFull { capacity: 64, .. }),
+        "{e}"
+    );
     drop(readers);
     Reader::attach(&t.loc, AttachOptions::new("r", T)).unwrap();
 }
@@ -324,7 +363,11 @@ fn torn_reads_are_never_delivered_under_a_hammering_writer() {
     while std::time::Instant::now() < until {
         if let Some(m) = r.read_latest(&mut buf).unwrap() {
             let want = m.frame_number.to_le_bytes();
-            assert!(buf.chunks_exact(8).all(|c| c == want), "torn frame {} delivered", m.frame_number);
+            assert!(
+                buf.chunks_exact(8).all(|c| c == want),
+                "torn frame {} delivered",
+                m.frame_number
+            );
             checked += 1;
         }
         if let Some(ZeroCopy::Intact { meta, value }) = r
@@ -336,7 +379,10 @@ fn torn_reads_are_never_delivered_under_a_hammering_writer() {
             .unwrap()
         {
             let want = meta.frame_number.to_le_bytes();
-            assert!(value.chunks_exact(8).all(|c| c == want), "torn zero-copy frame delivered");
+            assert!(
+                value.chunks_exact(8).all(|c| c == want),
+                "torn zero-copy frame delivered"
+            );
             checked += 1;
         }
     }
@@ -344,7 +390,10 @@ fn torn_reads_are_never_delivered_under_a_hammering_writer() {
     let published = writer.join().unwrap();
     assert!(checked > 10, "only {checked} frames checked");
     assert!(published > checked);
-    assert!(r.stats().torn_retries > 0, "the writer never lapped the reader; test is not testing");
+    assert!(
+        r.stats().torn_retries > 0,
+        "the writer never lapped the reader; test is not testing"
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ impl PublishMeta {
         };
         let row = u64::from(self.width) * u64::from(bpp);
         if u64::from(self.stride) < row {
-            return Err(format!("stride {} is less than width {} x {bpp} bytes", self.stride, self.width));
+            return Err(format!(
+                "stride {} is less than width {} x {bpp} bytes",
+                self.stride, self.width
+            ));
         }
         let need = u64::from(self.stride) * u64::from(self.height);
         if need > len as u64 {
@@ -96,7 +99,8 @@ pub(crate) fn writer_state(map: &Mapping) -> WriterState {
         generation: w.writer_generation.load(Ordering::Relaxed),
         // Pairs with the writer's SeqCst store of latest.
         latest_frame: w.latest.load(Ordering::Acquire),
-        heartbeat_age: (hb != 0).then(|| Duration::from_nanos(sys::monotonic_ns().saturating_sub(hb))),
+        heartbeat_age: (hb != 0)
+            .then(|| Duration::from_nanos(sys::monotonic_ns().saturating_sub(hb))),
     }
 }
 
@@ -143,7 +147,10 @@ impl Writer {
         }
         // Release: readers that see our pid also see the generation bump below... advisory only.
         w.writer_pid.store(me, Ordering::Release);
-        let generation = w.writer_generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        let generation = w
+            .writer_generation
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
         // We are the only writer now, so latest cannot move under us.
         let next = w.latest.load(Ordering::Acquire) + 1;
         w.heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
@@ -191,7 +198,11 @@ impl Writer {
     /// Lets `fill` write straight into the next slot (offered whole) and publishes it; `fill`
     /// returns how many bytes it wrote. If `fill` reports more than a slot holds, or bytes that
     /// contradict `meta`, nothing is published.
-    pub fn publish_with(&mut self, meta: PublishMeta, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<u64, PublishError> {
+    pub fn publish_with(
+        &mut self,
+        meta: PublishMeta,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<u64, PublishError> {
         let n = self.next;
         let slot = self.map.geometry().slot_of(n);
         let capacity = self.info.spec.slot_capacity;
@@ -220,7 +231,10 @@ impl Writer {
             Ok(t) => t,
             Err(e) => {
                 // The slot now holds a frame number that `latest` never names; readers skip it.
-                self.map.slot_meta(slot).frame_number.store(0, Ordering::Relaxed);
+                self.map
+                    .slot_meta(slot)
+                    .frame_number
+                    .store(0, Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -234,7 +248,8 @@ impl Writer {
             sys::futex_wake_all(&h.wake.wake);
         }
         self.next = n + 1;
-        self.latency.record(publish_ns.saturating_sub(meta.capture_ns));
+        self.latency
+            .record(publish_ns.saturating_sub(meta.capture_ns));
         if publish_ns.saturating_sub(self.last_stats_ns) >= STATS_INTERVAL_NS {
             self.last_stats_ns = publish_ns;
             let (p50, p99) = self.latency.percentiles();
@@ -255,7 +270,11 @@ impl Writer {
 
     /// Adds to the writer's dropped-frame counter (capture failures, lag skips).
     pub fn add_dropped(&self, n: u64) {
-        self.map.header().writer.frames_dropped.fetch_add(n, Ordering::Relaxed);
+        self.map
+            .header()
+            .writer
+            .frames_dropped
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     /// Whether the supervisor asked for a full stop (see `Monitor::mark_stopping`): the writer
