@@ -299,8 +299,10 @@ fn derived_paths() {
 
 #[test]
 fn camera_device_from_index_or_path() {
-    let mut s = SourceConfig::default();
-    s.device = 2;
+    let mut s = SourceConfig {
+        device: 2,
+        ..Default::default()
+    };
     assert_eq!(s.camera_device(), "/dev/video2");
     s.path = "/dev/video9".into();
     assert_eq!(s.camera_device(), "/dev/video9");
