@@ -166,10 +166,12 @@ fn intact(n: u64, len: usize, mut at: impl FnMut(usize, &mut [u8])) -> bool {
     if u64::from_le_bytes(w) != n {
         return false;
     }
+    // Three fill bytes between the stamps catch a frame whose middle was rewritten; more
+    // samples would only add page walks to every reader's wake-up.
     let want = fill_byte(n);
     let mut b = [0u8; 1];
-    (1..16).all(|k| {
-        at(len * k / 16, &mut b);
+    (1..4).all(|k| {
+        at(len * k / 4, &mut b);
         b[0] == want
     })
 }
