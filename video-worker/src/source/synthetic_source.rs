@@ -1,0 +1,102 @@
+//! The synthetic table as a paced source, rendered straight into the slots.
+
+use std::sync::atomic::AtomicBool;
+
+use config::VideoConfig;
+
+use super::{FrameSource, Next};
+use crate::pacing::{Pace, Pacer};
+use crate::synthetic::{RenderCache, Scene, SceneParams};
+use crate::WorkerError;
+
+/// Frames of lag replayed one by one; beyond this the scene jumps ahead in one step.
+const MAX_REPLAY: u64 = 300;
+
+pub(crate) struct SyntheticSource {
+    scene: Scene,
+    pacer: Pacer,
+    dt: f64,
+    first: bool,
+    skipped: u64,
+    /// What each slot (by address) shows, so only moved balls are redrawn. Slots live as
+    /// long as the writer's mapping, which outlives this source's use.
+    caches: Vec<(usize, RenderCache)>,
+    description: String,
+}
+
+impl SyntheticSource {
+    pub(crate) fn new(v: &VideoConfig) -> Result<Self, WorkerError> {
+        let started = std::time::Instant::now();
+        let scene = Scene::new(SceneParams::new(v.width, v.height, v.source.seed))?;
+        tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "synthetic background rendered"
+        );
+        Ok(SyntheticSource {
+            scene,
+            pacer: Pacer::new(v.fps as f64),
+            dt: 1.0 / v.fps.max(1) as f64,
+            first: true,
+            skipped: 0,
+            caches: Vec::with_capacity(v.slots as usize),
+            description: format!(
+                "synthetic table (seed {}, {}x{} @ {} fps)",
+                v.source.seed, v.width, v.height, v.fps
+            ),
+        })
+    }
+}
+
+impl FrameSource for SyntheticSource {
+    fn describe(&self) -> &str {
+        &self.description
+    }
+
+    fn identity(&self) -> (&'static str, &str) {
+        ("synthetic source", &self.description)
+    }
+
+    fn next(&mut self, stop: &AtomicBool) -> Next {
+        let skip = match self.pacer.wait(stop) {
+            Pace::Stopped => return Next::Stopped,
+            Pace::Due { skip } => skip,
+        };
+        // Frame 1 shows the initial layout; every later frame is one period later in
+        // simulated time, also for the frames skipped because we lagged.
+        if !self.first {
+            if skip > MAX_REPLAY {
+                self.scene.step(self.dt * skip as f64);
+            } else {
+                for _ in 0..skip {
+                    self.scene.step(self.dt);
+                }
+            }
+            self.scene.step(self.dt);
+        }
+        self.first = false;
+        self.skipped += skip;
+        Next::Frame {
+            capture_ns: shm_core::monotonic_ns(),
+        }
+    }
+
+    fn fill(&mut self, slot: &mut [u8]) -> Result<(), String> {
+        let key = slot.as_ptr() as usize;
+        let idx = match self.caches.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.caches.push((key, RenderCache::new()));
+                self.caches.len() - 1
+            }
+        };
+        let cache = &mut self.caches[idx].1;
+        self.scene.render_incremental(slot, cache).map_err(|e| {
+            cache.invalidate();
+            e.to_string()
+        })
+    }
+
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
