@@ -28,4 +28,6 @@ pub mod synthetic;
 mod worker;
 
 pub use error::WorkerError;
-pub use worker::{run, Finish, RunOptions, DEFAULT_MAX_READ_FAILURES, MAX_READ_FAILURES_ENV};
+pub use worker::{
+    run, Finish, RunOptions, DEFAULT_MAX_READ_FAILURES, MAX_READ_FAILURES_ENV, STAMP_FRAMES_ENV,
+};

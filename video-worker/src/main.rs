@@ -93,6 +93,8 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         supervised: args.supervised,
         max_read_failures,
+        stamp_frames: std::env::var(billiards_video_worker::STAMP_FRAMES_ENV)
+            .is_ok_and(|v| v == "1"),
     };
     match run(&loaded.config, &opts, stop) {
         Ok(Finish::EndOfFile) => {

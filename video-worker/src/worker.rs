@@ -17,6 +17,10 @@ use crate::WorkerError;
 pub const DEFAULT_MAX_READ_FAILURES: u32 = 30;
 /// Environment variable that overrides [`DEFAULT_MAX_READ_FAILURES`].
 pub const MAX_READ_FAILURES_ENV: &str = "BILLIARDS_MAX_READ_FAILURES";
+/// Environment variable that, set to `1`, stamps each frame's number (little-endian u64) into
+/// its first and last 8 bytes, so an outside reader (the chaos run) can prove it never gets a
+/// frame mixed from two writes. Off by default: it changes two pixels at each end.
+pub const STAMP_FRAMES_ENV: &str = "BILLIARDS_STAMP_FRAMES";
 
 /// How long the capture loop gets to notice a stop before the guard ends the process.
 const STOP_GRACE: Duration = Duration::from_millis(700);
@@ -33,6 +37,8 @@ pub struct RunOptions {
     pub supervised: bool,
     /// Consecutive read failures that make the source unavailable (at least 1).
     pub max_read_failures: u32,
+    /// Stamp frame numbers into the frames (see [`STAMP_FRAMES_ENV`]).
+    pub stamp_frames: bool,
 }
 
 impl Default for RunOptions {
@@ -40,6 +46,7 @@ impl Default for RunOptions {
         RunOptions {
             supervised: false,
             max_read_failures: DEFAULT_MAX_READ_FAILURES,
+            stamp_frames: false,
         }
     }
 }
@@ -385,6 +392,7 @@ fn capture(
                 let mut fill_error = None;
                 let mut fill_ns = 0u64;
                 let t0 = Instant::now();
+                let number = writer.next_frame_number();
                 let published = {
                     let _publishing = shared.publishing.lock().unwrap_or_else(|p| p.into_inner());
                     writer.publish_with(meta, |slot| {
@@ -398,7 +406,14 @@ fn capture(
                         };
                         fill_ns = t.elapsed().as_nanos() as u64;
                         match r {
-                            Ok(()) => frame_len,
+                            Ok(()) => {
+                                if opts.stamp_frames && frame_len >= 16 {
+                                    slot[..8].copy_from_slice(&number.to_le_bytes());
+                                    slot[frame_len - 8..frame_len]
+                                        .copy_from_slice(&number.to_le_bytes());
+                                }
+                                frame_len
+                            }
                             Err(e) => {
                                 fill_error = Some(e);
                                 // Nothing is published when fill reports 0 bytes of a frame.

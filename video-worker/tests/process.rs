@@ -484,3 +484,33 @@ fn a_capture_call_that_blocks_does_not_delay_the_stop() {
     assert!(took < Duration::from_millis(2000), "took {took:?}");
     assert!(stderr.contains("exiting without it"), "{stderr}");
 }
+
+#[test]
+fn stamped_frames_carry_their_number_at_both_ends() {
+    let ws = Workspace::new("stamp");
+    let cfg = ws.config(
+        "width = 160\nheight = 120\nfps = 30",
+        "kind = \"synthetic\"",
+    );
+    let _seg = ws.create_segment(160, 120, 3);
+    let mut reader = ws.attach(Duration::from_secs(1));
+    let worker = ws.spawn_env(&cfg, &["--supervised"], &[("BILLIARDS_STAMP_FRAMES", "1")]);
+    let mut buf = Vec::new();
+    let end = Instant::now() + LONG;
+    let mut checked = 0;
+    while checked < 5 {
+        assert!(Instant::now() < end, "no frames: {}", worker.stderr());
+        reader.wait_next(Duration::from_millis(200)).unwrap();
+        if let Some(m) = reader.read_latest(&mut buf).unwrap() {
+            let n = m.frame_number.to_le_bytes();
+            assert_eq!(&buf[..8], &n, "head stamp of frame {}", m.frame_number);
+            assert_eq!(
+                &buf[buf.len() - 8..],
+                &n,
+                "tail stamp of frame {}",
+                m.frame_number
+            );
+            checked += 1;
+        }
+    }
+}

@@ -43,6 +43,16 @@ struct Args {
     segment: String,
     dir: String,
     name: String,
+    check: Check,
+}
+
+/// What a reader verifies in every delivered frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Check {
+    /// Stamps at both ends and the fill bytes of shm-bench's own writer.
+    Pattern,
+    /// Only the stamps at both ends (real frames from `BILLIARDS_STAMP_FRAMES=1` video workers).
+    Stamps,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         segment: String::new(),
         dir: "/tmp".into(),
         name: "bench".into(),
+        check: Check::Pattern,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,6 +96,13 @@ fn parse_args() -> Result<Args, String> {
             "--segment" => a.segment = value,
             "--dir" => a.dir = value,
             "--name" => a.name = value,
+            "--check" => {
+                a.check = match value.as_str() {
+                    "pattern" => Check::Pattern,
+                    "stamps" => Check::Stamps,
+                    _ => return Err(format!("--check {value:?}: use pattern or stamps")),
+                }
+            }
             "--mode" => {
                 a.mode = match value.as_str() {
                     "copy" => Mode::Copy,
@@ -155,8 +173,9 @@ impl Sources {
     }
 }
 
-/// Checks the stamps and a sample of fill bytes of frame `n` read through `at(offset, dst)`.
-fn intact(n: u64, len: usize, mut at: impl FnMut(usize, &mut [u8])) -> bool {
+/// Checks the stamps and (with `Check::Pattern`) a sample of fill bytes of frame `n` read
+/// through `at(offset, dst)`.
+fn intact(check: Check, n: u64, len: usize, mut at: impl FnMut(usize, &mut [u8])) -> bool {
     let mut w = [0u8; 8];
     at(0, &mut w);
     if u64::from_le_bytes(w) != n {
@@ -165,6 +184,9 @@ fn intact(n: u64, len: usize, mut at: impl FnMut(usize, &mut [u8])) -> bool {
     at(len - 8, &mut w);
     if u64::from_le_bytes(w) != n {
         return false;
+    }
+    if check == Check::Stamps {
+        return true;
     }
     // Three fill bytes between the stamps catch a frame whose middle was rewritten; more
     // samples would only add page walks to every reader's wake-up.
@@ -413,7 +435,7 @@ fn reader(args: &Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .map(|m| {
                     let lat = monotonic_ns().saturating_sub(m.publish_ns);
-                    let ok = intact(m.frame_number, m.len, |off, dst| {
+                    let ok = intact(args.check, m.frame_number, m.len, |off, dst| {
                         dst.copy_from_slice(&buf[off..off + dst.len()])
                     });
                     (m, lat, ok)
@@ -423,7 +445,7 @@ fn reader(args: &Args) -> Result<(), String> {
                     let lat = monotonic_ns().saturating_sub(v.meta().publish_ns);
                     (
                         lat,
-                        intact(v.meta().frame_number, v.len(), |off, dst| {
+                        intact(args.check, v.meta().frame_number, v.len(), |off, dst| {
                             v.copy_at(off, dst)
                         }),
                     )
