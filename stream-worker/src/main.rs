@@ -1,0 +1,121 @@
+//! `billiards-stream-worker`: parses the command line, loads the configuration and runs the
+//! server until SIGTERM/SIGINT (or, under the supervisor, until the supervisor is gone).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use config::exit_codes::{self, EXIT_REASON_TAG};
+use tracing::{error, info, info_span};
+
+/// MJPEG stream, APIs and dashboard of the billiards pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "billiards-stream-worker", version)]
+struct Args {
+    /// Configuration file (default: $BILLIARDS_CONFIG, ./billiards.toml, built-in defaults).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Started by the supervisor: exit when it goes away.
+    #[arg(long)]
+    supervised: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let root = info_span!("worker", worker = "stream");
+    let _entered = root.clone().entered();
+
+    let loaded = match config::load(args.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(exit_codes::USAGE, &format!("invalid configuration: {e}")),
+    };
+    info!(config = %loaded.origin.display(), supervised = args.supervised, "starting");
+
+    let thread_span = root.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stream-rt")
+        // Every runtime thread runs inside the worker span, so every log line says
+        // `worker=stream`; the span is entered for the thread's whole life on purpose.
+        .on_thread_start(move || std::mem::forget(thread_span.clone().entered()))
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                exit_codes::FAILURE,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
+    };
+    let supervised = args.supervised;
+    let result = runtime.block_on(billiards_stream_worker::run(
+        loaded.config,
+        shutdown_signal(supervised),
+        |_| {},
+    ));
+    // Blocking encoder threads may still be finishing a frame; they hold nothing that
+    // needs cleaning up.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.exit_code(), &e.to_string()),
+    }
+}
+
+/// Logs the error and prints the `exit-reason:` line the supervisor keeps as `last_exit.reason`.
+fn fail(code: i32, reason: &str) -> ExitCode {
+    error!("{reason}");
+    eprintln!("{EXIT_REASON_TAG}{reason}");
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Completes on SIGTERM or SIGINT, or, when supervised, when the parent process is gone (the
+/// supervisor was killed: a worker must not outlive it by more than a second).
+async fn shutdown_signal(supervised: bool) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen for SIGTERM: {e}");
+            return;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen for SIGINT: {e}");
+            return;
+        }
+    };
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    let orphaned = async move {
+        if !supervised {
+            return std::future::pending::<()>().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != parent {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+        _ = orphaned => info!("the supervisor is gone; stopping"),
+    }
+}

@@ -1,0 +1,315 @@
+//! The HTTP server: listener, connection tasks, graceful shutdown, and [`run`], which wires
+//! the frame reader, the detections reader and the encoders together.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use shm_core::{AttachError, SegmentLocation};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::detections::{self, DetectionsHub, DetectionsReader};
+use crate::frames::{FrameReader, StartError};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::pool::EncoderPool;
+use crate::routes::{self, AppState};
+use crate::shutdown::Shutdown;
+
+/// Connections allowed beyond `stream.max_clients` (API calls, the dashboard's own requests,
+/// clients being refused); past that, connections are answered 503 and closed at once so a
+/// flood cannot exhaust file descriptors.
+const EXTRA_CONNECTIONS: u32 = 256;
+/// How long stopping waits for connections to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the stream worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The frame segment did not appear in time (no video worker).
+    #[error("{0}")]
+    VideoNotAvailable(AttachError),
+    /// The frame segment exists but is not a valid segment.
+    #[error("{0}")]
+    SegmentInvalid(AttachError),
+    /// Any other attach failure.
+    #[error("cannot attach to the frame segment: {0}")]
+    Attach(AttachError),
+    /// A configured segment name is unusable.
+    #[error("invalid segment name: {0}")]
+    Name(#[from] shm_core::NameError),
+    /// The listen address is unusable.
+    #[error(
+        "cannot listen on {addr}: {source}; choose another stream.listen or stop what uses it"
+    )]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl RunError {
+    /// The process exit code for this error (`config::exit_codes`).
+    pub fn exit_code(&self) -> i32 {
+        use config::exit_codes::*;
+        match self {
+            RunError::VideoNotAvailable(_) => VIDEO_NOT_AVAILABLE,
+            RunError::SegmentInvalid(_) => SEGMENT_INVALID,
+            RunError::Name(_) => USAGE,
+            _ => FAILURE,
+        }
+    }
+}
+
+impl From<StartError> for RunError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Attach(e @ AttachError::NotFound { .. }) => RunError::VideoNotAvailable(e),
+            StartError::Attach(e @ AttachError::Invalid { .. }) => RunError::SegmentInvalid(e),
+            StartError::Attach(e) => RunError::Attach(e),
+            StartError::Thread(e) => RunError::Thread(e),
+        }
+    }
+}
+
+/// Runs the stream worker until `shutdown` completes: attaches to the frame segment (waiting
+/// `video.attach_timeout_sec`), follows the detections channel, serves HTTP on
+/// `stream.listen`, then stops cleanly (clients' responses end, readers detach).
+///
+/// `on_listening` is told the bound address (useful with port 0).
+pub async fn run(
+    config: config::Config,
+    shutdown: impl Future,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    tokio::pin!(shutdown);
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+
+    let loc = SegmentLocation::new(&config.video.shm_name, config.shm_fallback_dir())?;
+    let timeout = Duration::from_secs_f64(config.video.attach_timeout_sec);
+    let (frame_tx, frame_rx) = watch::channel(None);
+    let m = metrics.clone();
+    info!(segment = %loc.name(), "waiting up to {:.1} s for the frame segment", timeout.as_secs_f64());
+    let attach = tokio::task::spawn_blocking(move || FrameReader::start(loc, timeout, m, frame_tx));
+    let frame_reader = tokio::select! {
+        r = attach => r.map_err(|e| RunError::Thread(std::io::Error::other(e.to_string())))??,
+        _ = &mut shutdown => {
+            info!("stopped before the frame segment appeared");
+            return Ok(());
+        }
+    };
+
+    let det_hub = Arc::new(DetectionsHub::new(
+        config.vision.enabled,
+        &config.vision.detections_shm_name,
+    ));
+    let det_reader = if config.vision.enabled {
+        Some(
+            DetectionsReader::start(
+                detections::location(&config)?,
+                det_hub.clone(),
+                metrics.clone(),
+            )
+            .map_err(RunError::Thread)?,
+        )
+    } else {
+        info!("vision.enabled = false: /api/detections answers 503 and the overlay draws no detections");
+        None
+    };
+
+    let pool = EncoderPool::per_core().map_err(RunError::Thread)?;
+    info!(threads = pool.threads(), "encoder pool started");
+
+    let listen = config.stream.listen.clone();
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: listen.clone(),
+        source,
+    })?;
+    if config.stream.auth_token.is_empty() && !local.ip().is_loopback() {
+        warn!(addr = %local, "listening beyond loopback without stream.auth_token: anyone who can reach this address sees the stream");
+    }
+    info!(addr = %local, "listening on http://{local}/");
+    on_listening(local);
+
+    let (notify_shutdown, shutdown_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let fresh_limit_ns = (config.watchdog.frame_timeout_sec * 1e9) as u64;
+    let hub = Hub::new(
+        frame_rx,
+        det_hub.clone(),
+        fresh_limit_ns,
+        metrics.clone(),
+        done_tx.clone(),
+        pool,
+    );
+    let state = Arc::new(AppState::new(
+        config.clone(),
+        metrics.clone(),
+        hub,
+        det_hub,
+        Shutdown::new(shutdown_rx.clone()),
+    ));
+
+    let mut server = Listener {
+        listener,
+        state,
+        shutdown_rx,
+        done_tx,
+        max_connections: config.stream.max_clients.saturating_add(EXTRA_CONNECTIONS),
+    };
+    tokio::select! {
+        res = server.run() => {
+            if let Err(e) = res {
+                error!("accepting connections failed: {e}");
+            }
+        }
+        _ = &mut shutdown => info!("stopping"),
+    }
+
+    // Tell every task, then wait for them: the completion senders are held by connection
+    // and encoder tasks (and, through the hub, by the shared state), so the receiver closes
+    // once they are all gone.
+    let Listener { state, done_tx, .. } = server;
+    notify_shutdown.send_replace(true);
+    drop(state);
+    drop(done_tx);
+    if tokio::time::timeout(DRAIN_TIMEOUT, done_rx.recv())
+        .await
+        .is_err()
+    {
+        warn!(
+            "some connections did not finish within {:.0} s; closing them",
+            DRAIN_TIMEOUT.as_secs_f64()
+        );
+    }
+
+    // Readers last: their entries vanish from the segment's reader table as they stop.
+    tokio::task::spawn_blocking(move || {
+        frame_reader.stop();
+        if let Some(r) = det_reader {
+            r.stop();
+        }
+    })
+    .await
+    .ok();
+    info!("stopped");
+    Ok(())
+}
+
+/// Accept loop state.
+struct Listener {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown_rx: watch::Receiver<bool>,
+    done_tx: mpsc::Sender<()>,
+    max_connections: u32,
+}
+
+/// Counts an open connection in the gauge until dropped.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Listener {
+    async fn run(&mut self) -> std::io::Result<()> {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            // Queue parts instead of copying them, and keep at most about one part in hyper's
+            // buffer: a slow client then holds at most one part here, not a backlog.
+            .writev(true)
+            .max_buf_size(64 * 1024);
+        let builder = Arc::new(builder);
+        loop {
+            let socket = self.accept().await?;
+            let metrics = &self.state.metrics;
+            let open = metrics.connections.fetch_add(1, Relaxed) + 1;
+            let guard = ConnectionGuard(metrics.clone());
+            if open > i64::from(self.max_connections) {
+                metrics.count_response(503);
+                tokio::spawn(refuse(socket, guard));
+                continue;
+            }
+            let state = self.state.clone();
+            let mut shutdown = Shutdown::new(self.shutdown_rx.clone());
+            let done = self.done_tx.clone();
+            let builder = builder.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| routes::handle(state.clone(), req));
+                let conn = builder.serve_connection(TokioIo::new(socket), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            debug!("connection ended: {e}");
+                        }
+                    }
+                    _ = shutdown.recv() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+                    }
+                }
+                drop(guard);
+                drop(done);
+            });
+        }
+    }
+
+    /// Accepts a connection, backing off on errors such as running out of descriptors.
+    async fn accept(&mut self) -> std::io::Result<TcpStream> {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.listener.accept().await {
+                Ok((socket, _)) => {
+                    // Parts are written whole; Nagle would only delay their tails.
+                    let _ = socket.set_nodelay(true);
+                    return Ok(socket);
+                }
+                Err(e) => {
+                    if backoff > Duration::from_secs(5) {
+                        return Err(e);
+                    }
+                    warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it.
+async fn refuse(mut socket: TcpStream, _guard: ConnectionGuard) {
+    let body = r#"{"error":"too many connections; try again later"}"#;
+    let msg = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.write_all(msg.as_bytes())).await;
+    let _ = socket.shutdown().await;
+}
