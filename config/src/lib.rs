@@ -296,12 +296,12 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read config file: {source}")]
+    #[error("{path}: cannot read config file: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (part of the message, so not chained as a source as well).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the schema.
     #[error("{file}: {message}")]
@@ -427,9 +427,9 @@ pub fn load(flag: Option<&Path>) -> Result<Loaded, ConfigError> {
 pub fn load_from(origin: ConfigOrigin, video_file: Option<&str>) -> Result<Loaded, ConfigError> {
     let mut config = match origin.path() {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
             Config::from_toml_str(&text, &path.display().to_string())?
         }

@@ -46,7 +46,7 @@ pub enum CreateError {
         reason: String,
     },
     /// The operating system refused.
-    #[error("cannot create segment {name}: {op} {path}: {source}")]
+    #[error("cannot create segment {name}: {op} {path}: {cause}")]
     Io {
         /// The segment name.
         name: String,
@@ -54,21 +54,21 @@ pub enum CreateError {
         op: &'static str,
         /// The shm object or file.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (part of the message, so not chained as a source as well).
+        cause: io::Error,
     },
 }
 
 /// Why a segment could not be removed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot remove segment {name} at {path}: {source}")]
+#[error("cannot remove segment {name} at {path}: {cause}")]
 pub struct UnlinkError {
     /// The segment name.
     pub name: String,
     /// The shm object or file.
     pub path: PathBuf,
-    /// The OS error.
-    pub source: io::Error,
+    /// The OS error (part of the message, so not chained as a source as well).
+    pub cause: io::Error,
 }
 
 /// Why a reader (or monitor) could not attach.
@@ -101,14 +101,14 @@ pub enum AttachError {
         capacity: usize,
     },
     /// The operating system refused.
-    #[error("cannot open segment {name} at {path}: {source}")]
+    #[error("cannot open segment {name} at {path}: {cause}")]
     Io {
         /// The segment name.
         name: String,
         /// The shm object or file.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (part of the message, so not chained as a source as well).
+        cause: io::Error,
     },
 }
 
@@ -118,6 +118,12 @@ pub enum OpenError {
     /// The segment is missing, invalid or inaccessible.
     #[error(transparent)]
     Attach(#[from] AttachError),
+    /// The segment does not exist (or its creator has not finished initialising it).
+    #[error("segment {name} does not exist; the supervisor creates it before starting the video worker (run the worker without --supervised to have it create the segment itself)")]
+    Missing {
+        /// The segment name.
+        name: String,
+    },
     /// The segment's geometry differs from the configured one.
     #[error("segment {name} holds {found} but the configuration asks for {expected}; stop the supervisor so it recreates the segment")]
     SpecMismatch {

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -126,7 +126,13 @@ impl SegmentLocation {
             }
         }
         let path = self.fallback_path();
-        if let Err(e) = std::fs::create_dir_all(&self.fallback_dir) {
+        // Private to this user: the segment files in it are 0600 anyway, but a shared
+        // directory would let others see which segments exist.
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.fallback_dir)
+        {
             return Err((self.fallback_dir.clone(), "create directory", e));
         }
         match File::options()

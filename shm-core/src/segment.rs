@@ -58,7 +58,7 @@ pub fn create(
         name: loc.name().into(),
         op,
         path,
-        source,
+        cause: source,
     };
     let backing = match loc.create_backing() {
         Ok(b) => b,
@@ -69,7 +69,7 @@ pub fn create(
                     path,
                 });
             }
-            unlink(loc).map_err(|e| io_err((e.path, "remove stale", e.source)))?;
+            unlink(loc).map_err(|e| io_err((e.path, "remove stale", e.cause)))?;
             loc.create_backing().map_err(io_err)?
         }
         Err(e) => return Err(io_err(e)),
@@ -89,7 +89,7 @@ pub fn create(
             name: loc.name().into(),
             op,
             path: path.clone(),
-            source,
+            cause: source,
         }
     };
     // The umask may have cleared bits of 0600 but never adds any; set it explicitly anyway so
@@ -139,7 +139,7 @@ pub fn unlink(loc: &SegmentLocation) -> Result<bool, UnlinkError> {
     loc.remove().map_err(|(path, source)| UnlinkError {
         name: loc.name().into(),
         path,
-        source,
+        cause: source,
     })
 }
 
@@ -165,7 +165,7 @@ pub(crate) fn map_existing(
             return Err(MapFailure::Fatal(AttachError::Io {
                 name: loc.name().into(),
                 path,
-                source,
+                cause: source,
             }))
         }
     };
@@ -181,7 +181,7 @@ pub(crate) fn map_existing(
         MapFailure::Fatal(AttachError::Io {
             name: loc.name().into(),
             path: path.clone(),
-            source,
+            cause: source,
         })
     };
     let len = nix::sys::stat::fstat(backing.fd.as_raw_fd())

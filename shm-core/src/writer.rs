@@ -8,7 +8,7 @@ use crate::latency::LatencyWindow;
 use crate::location::SegmentLocation;
 use crate::segment::{map_existing, spec_matches, MapFailure, SegmentInfo};
 use crate::sys::{self, Access, Mapping, Ordering};
-use crate::{AttachError, OpenError, PixelFormat, PublishError, SegmentSpec};
+use crate::{OpenError, PixelFormat, PublishError, SegmentSpec};
 
 /// How often the writer refreshes its latency percentiles in the header.
 const STATS_INTERVAL_NS: u64 = 500_000_000;
@@ -122,13 +122,9 @@ impl Writer {
             Ok(m) => m,
             Err(MapFailure::Fatal(e)) => return Err(e.into()),
             Err(MapFailure::Missing) | Err(MapFailure::Initialising) => {
-                return Err(OpenError::Attach(AttachError::Invalid {
+                return Err(OpenError::Missing {
                     name: loc.name().into(),
-                    path: loc.shm_path(),
-                    reason: "it does not exist or is not initialised; the supervisor creates it \
-                             (a standalone worker creates it itself)"
-                        .into(),
-                }))
+                })
             }
         };
         spec_matches(&info, expected).map_err(|(found, expected)| OpenError::SpecMismatch {
