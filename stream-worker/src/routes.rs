@@ -23,7 +23,7 @@ use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
 use crate::query::{Defaults, Query};
 use crate::shutdown::Shutdown;
-use crate::stream::{ClientGuard, ClientStream};
+use crate::stream::{ClientGuard, ClientStream, StallClock};
 
 /// Body of every response.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -118,7 +118,14 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     }
     match path {
         "/" | "/index.html" => html(dashboard::PAGE),
-        "/stream/video" => stream_video(state, &query, head),
+        "/stream/video" => {
+            let stall = req
+                .extensions()
+                .get::<StallClock>()
+                .cloned()
+                .unwrap_or_default();
+            stream_video(state, &query, head, stall)
+        }
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
         "/api/status" => api_status(state).await,
@@ -132,7 +139,12 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     }
 }
 
-fn stream_video(state: &Arc<AppState>, query: &Query, head: bool) -> Response<Body> {
+fn stream_video(
+    state: &Arc<AppState>,
+    query: &Query,
+    head: bool,
+    stall: StallClock,
+) -> Response<Body> {
     let params = match query.stream_params(state.defaults) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -172,6 +184,7 @@ fn stream_video(state: &Arc<AppState>, query: &Query, head: bool) -> Response<Bo
         state.shutdown.clone(),
         state.metrics.clone(),
         guard,
+        stall,
     );
     builder
         .body(client.into_body())

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::pool::EncoderPool;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
+use crate::stream::{StallClock, STALL_TIMEOUT};
 
 /// Connections allowed beyond `stream.max_clients` (API calls, the dashboard's own requests,
 /// clients being refused); past that, connections are answered 503 and closed at once so a
@@ -47,18 +48,19 @@ pub enum RunError {
     #[error("invalid segment name: {0}")]
     Name(#[from] shm_core::NameError),
     /// The listen address is unusable.
-    #[error(
-        "cannot listen on {addr}: {source}; choose another stream.listen or stop what uses it"
-    )]
+    #[error("cannot listen on {addr}: {cause}; choose another stream.listen or stop what uses it")]
     Bind {
         /// The address.
         addr: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (part of the message, so not chained as a source as well).
+        cause: std::io::Error,
     },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// Accepting connections kept failing (e.g. out of file descriptors); the server stopped.
+    #[error("accepting connections kept failing: {0}; check the open-file limit (ulimit -n)")]
+    Accept(std::io::Error),
 }
 
 impl RunError {
@@ -137,13 +139,13 @@ pub async fn run(
     let listen = config.stream.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
-        .map_err(|source| RunError::Bind {
+        .map_err(|cause| RunError::Bind {
             addr: listen.clone(),
-            source,
+            cause,
         })?;
-    let local = listener.local_addr().map_err(|source| RunError::Bind {
+    let local = listener.local_addr().map_err(|cause| RunError::Bind {
         addr: listen.clone(),
-        source,
+        cause,
     })?;
     if config.stream.auth_token.is_empty() && !local.ip().is_loopback() {
         warn!(addr = %local, "listening beyond loopback without stream.auth_token: anyone who can reach this address sees the stream");
@@ -177,10 +179,12 @@ pub async fn run(
         done_tx,
         max_connections: config.stream.max_clients.saturating_add(EXTRA_CONNECTIONS),
     };
+    let mut failure = None;
     tokio::select! {
         res = server.run() => {
             if let Err(e) = res {
-                error!("accepting connections failed: {e}");
+                error!("accepting connections failed: {e}; stopping");
+                failure = Some(RunError::Accept(e));
             }
         }
         _ = &mut shutdown => info!("stopping"),
@@ -213,7 +217,10 @@ pub async fn run(
     .await
     .ok();
     info!("stopped");
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Accept loop state.
@@ -260,7 +267,12 @@ impl Listener {
             let done = self.done_tx.clone();
             let builder = builder.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| routes::handle(state.clone(), req));
+                let stall = StallClock::default();
+                let clock = stall.clone();
+                let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(clock.clone());
+                    routes::handle(state.clone(), req)
+                });
                 let conn = builder.serve_connection(TokioIo::new(socket), service);
                 tokio::pin!(conn);
                 tokio::select! {
@@ -268,6 +280,10 @@ impl Listener {
                         if let Err(e) = res {
                             debug!("connection ended: {e}");
                         }
+                    }
+                    _ = stall.wait_stalled(STALL_TIMEOUT) => {
+                        // Dropping the connection closes the socket and frees the client.
+                        debug!("closing a stream client that read nothing for {}s", STALL_TIMEOUT.as_secs());
                     }
                     _ = shutdown.recv() => {
                         conn.as_mut().graceful_shutdown();
