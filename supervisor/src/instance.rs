@@ -27,20 +27,56 @@ pub enum InstanceError {
         socket: PathBuf,
     },
     /// A file or directory next to the socket could not be created or locked.
-    #[error("{}: {source} (check that the directory exists and is writable, or set supervisor.control_socket)", .path.display())]
+    #[error("{}: {cause} (check that the directory exists and is writable, or set supervisor.control_socket)", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: io::Error,
+        /// What failed (part of the message, so not chained as a source as well).
+        cause: io::Error,
+    },
+    /// The socket's directory could be changed by someone else, who could then swap the
+    /// config file the workers load or the socket itself.
+    #[error("{}: {why}; remove it (it is recreated with mode 0700) or set supervisor.control_socket to a private directory", .path.display())]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InstanceError + '_ {
-    move |source| InstanceError::Io {
+    move |cause| InstanceError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
+}
+
+/// Refuses a directory owned by another user (root excepted) or writable by others without
+/// the sticky bit.
+fn check_private(dir: &Path) -> Result<(), InstanceError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    let unsafe_dir = |why: String| InstanceError::UnsafeDirectory {
+        path: dir.to_path_buf(),
+        why,
+    };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(unsafe_dir(format!(
+            "owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(unsafe_dir(format!(
+            "writable by other users (mode {:o})",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// `<socket>.pid`: the lock and pid file.
@@ -82,6 +118,7 @@ impl Instance {
                     .create(dir)
                     .map_err(io_err(dir))?;
             }
+            check_private(dir)?;
         }
         let pid_file = pid_file_for(socket);
         let mut attempts = 0;

@@ -141,7 +141,39 @@ impl Segments {
     }
 }
 
+/// A live process that still uses the segment (its writer or a reader), if any. Waits up to
+/// two seconds for users to go: the workers of a supervisor that was just SIGKILLed take up to
+/// a second to notice and exit.
+fn live_user(loc: &SegmentLocation) -> Option<(&'static str, u32)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let snap = shm_core::Monitor::open(loc).ok()?.snapshot();
+        let user = if snap.writer.alive && snap.writer.pid != 0 {
+            Some(("writer", snap.writer.pid))
+        } else {
+            snap.readers
+                .iter()
+                .find(|r| r.alive)
+                .map(|r| ("reader", r.pid))
+        };
+        match user {
+            Some(u) if std::time::Instant::now() >= deadline => return Some(u),
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            None => return None,
+        }
+    }
+}
+
 fn create_fresh(loc: &SegmentLocation, spec: &SegmentSpec) -> anyhow::Result<()> {
+    if let (Some(path), Some((role, pid))) = (loc.existing_path(), live_user(loc)) {
+        anyhow::bail!(
+            "segment {} at {} is in use by a live {role} (pid {pid}): another billiards-supervisor \
+             tree uses the same name; give each tree its own video.shm_name and \
+             vision.detections_shm_name, or stop the other tree",
+            loc.name(),
+            path.display()
+        );
+    }
     let mode = match loc.existing_path() {
         Some(path) => {
             tracing::warn!(

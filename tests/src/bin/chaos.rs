@@ -618,7 +618,11 @@ fn reader_slot(
             return;
         }
         let window = rng.secs(5.0, 40.0).min(left - Duration::from_secs(1));
-        let mode = if i.is_multiple_of(2) { "zero-copy" } else { "copy" };
+        let mode = if i.is_multiple_of(2) {
+            "zero-copy"
+        } else {
+            "copy"
+        };
         let spawned = Command::new(exe)
             .args(["--role", "reader", "--segment", segment, "--dir"])
             .arg(dir)

@@ -389,3 +389,33 @@ fn systemd_is_told_ready_status_and_stopping() {
         Some(0)
     );
 }
+
+#[test]
+fn a_second_tree_with_the_same_segment_names_refuses_and_leaves_the_first_alone() {
+    let env = TestEnv::new("samename");
+    let cfg = env.write_config(&env.config());
+    let mut sup = env.start(&cfg);
+    let s = env.wait_running(START);
+    // Same segments, another socket and port: a second tree must not take them over.
+    let mut other = env.config();
+    other.supervisor.control_socket = env.dir().join("other.sock").display().to_string();
+    other.stream.listen = format!("127.0.0.1:{}", billiards_tests::free_port());
+    let other_cfg = env.write_config_as(&other, "other.toml");
+    let out = env.cli(&other_cfg, &["start"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("is in use by a live"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&env.config().video.shm_name),
+        "{}",
+        out.stderr
+    );
+    let after = env.wait_running(Duration::from_secs(5));
+    assert_eq!(worker_pids(&after), worker_pids(&s));
+    assert!(after.supervisor.shm.frames_published >= s.supervisor.shm.frames_published);
+    sup.signal(libc::SIGTERM);
+    assert_eq!(
+        sup.wait_timeout(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
