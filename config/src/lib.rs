@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_ENV: &str = "BILLIARDS_CONFIG";
 /// Environment variable that replaces the video source with a looping file source.
 pub const VIDEO_FILE_ENV: &str = "VIDEO_FILE";
+/// Set by the supervisor on a video worker it starts during a restart backoff: the
+/// CLOCK_MONOTONIC time (ns) before which the worker must not open its source. Loading the
+/// process (OpenCV's libraries) then overlaps the backoff instead of following it.
+pub const START_AT_ENV: &str = "BILLIARDS_START_AT_NS";
 /// The file looked up in the working directory when neither `--config` nor the env var is set.
 pub const DEFAULT_CONFIG_FILE: &str = "billiards.toml";
 

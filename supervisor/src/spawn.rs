@@ -44,9 +44,13 @@ pub fn spawn_worker(
     binary: &Path,
     config_file: &Path,
     spawn_id: u64,
+    start_at_ns: Option<u64>,
     exited: UnboundedSender<Exited>,
 ) -> io::Result<u32> {
     let mut cmd = tokio::process::Command::new(binary);
+    if let Some(at) = start_at_ns {
+        cmd.env(config::START_AT_ENV, at.to_string());
+    }
     cmd.arg("--config")
         .arg(config_file)
         .arg("--supervised")

@@ -338,8 +338,14 @@ impl Tree {
             for w in WorkerName::ALL {
                 let s = self.slot(w);
                 if s.state == WorkerState::Backoff && s.restart_at.is_some_and(|t| t <= now) {
-                    self.slot_mut(w).restart_at = None;
-                    self.spawn(w, now);
+                    let s = self.slot_mut(w);
+                    s.restart_at = None;
+                    if s.proc.is_some() {
+                        // Started early (see after_crash); its backoff is over now.
+                        s.state = WorkerState::Starting;
+                    } else {
+                        self.spawn(w, now);
+                    }
                 }
             }
         }
@@ -357,6 +363,13 @@ impl Tree {
     // ---------------------------------------------------------------- spawning
 
     fn spawn(&mut self, w: WorkerName, now: Instant) {
+        self.spawn_at(w, now, None);
+    }
+
+    /// Spawns `w`; with `delay`, the process is started now but told (through
+    /// `config::START_AT_ENV`) to open nothing before `now + delay`, and the slot stays in
+    /// `backoff` until then.
+    fn spawn_at(&mut self, w: WorkerName, now: Instant, delay: Option<Duration>) {
         let Some(binary) = self.setup.binaries[w.index()].clone() else {
             return;
         };
@@ -368,6 +381,7 @@ impl Tree {
             &binary,
             &self.setup.config_file,
             spawn_id,
+            delay.map(|d| shm_core::monotonic_ns() + d.as_nanos() as u64),
             self.exit_tx.clone(),
         );
         let s = self.slot_mut(w);
@@ -384,10 +398,15 @@ impl Tree {
         match result {
             Ok(pid) => {
                 s.state = WorkerState::Starting;
+                if let Some(d) = delay {
+                    s.state = WorkerState::Backoff;
+                    s.restart_at = Some(now + d);
+                }
                 s.proc = Some(Proc {
                     pid,
                     spawn_id,
-                    spawned_at: now,
+                    // Its start-up watchdog counts from the end of the backoff.
+                    spawned_at: now + delay.unwrap_or_default(),
                     ready_at: None,
                     term_at: None,
                     kill_at: None,
@@ -494,6 +513,12 @@ impl Tree {
                 s.state = WorkerState::Backoff;
                 s.restart_at = Some(now + delay);
                 tracing::info!("restarting {w} worker in {} ms", delay.as_millis());
+                if w == WorkerName::Video && self.phase == Phase::Running && !delay.is_zero() {
+                    // The video worker takes ~150 ms just to load (OpenCV's libraries): start
+                    // the process now so that happens during the backoff, and let it open the
+                    // source when the backoff ends. Frames return that much sooner.
+                    self.spawn_at(w, now, Some(delay));
+                }
             }
             Decision::Fail { crashes } => {
                 s.state = WorkerState::Failed;

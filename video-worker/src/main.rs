@@ -62,6 +62,38 @@ fn max_read_failures(flag: Option<u32>) -> anyhow::Result<u32> {
     }
 }
 
+/// Honours the supervisor's start time (see `config::START_AT_ENV`); false when a stop signal
+/// came first. An unusable or far-off value is ignored with a warning rather than obeyed.
+fn wait_for_start(stop: &std::sync::atomic::AtomicBool) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(raw) = std::env::var_os(config::START_AT_ENV) else {
+        return true;
+    };
+    let Some(at) = raw.to_str().and_then(|v| v.parse::<u64>().ok()) else {
+        tracing::warn!(
+            "ignoring {}={raw:?}: not a whole number",
+            config::START_AT_ENV
+        );
+        return true;
+    };
+    let wait = at.saturating_sub(shm_core::monotonic_ns());
+    if wait > 60_000_000_000 {
+        tracing::warn!(
+            "ignoring {}: {wait} ns away, more than a minute",
+            config::START_AT_ENV
+        );
+        return true;
+    }
+    while !stop.load(Relaxed) {
+        let left = at.saturating_sub(shm_core::monotonic_ns());
+        if left == 0 {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_nanos(left.min(20_000_000)));
+    }
+    false
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
@@ -96,6 +128,10 @@ fn main() -> ExitCode {
         stamp_frames: std::env::var(billiards_video_worker::STAMP_FRAMES_ENV)
             .is_ok_and(|v| v == "1"),
     };
+    if !wait_for_start(stop) {
+        info!("stopped during the restart backoff, before opening the source");
+        return ExitCode::SUCCESS;
+    }
     match run(&loaded.config, &opts, stop) {
         Ok(Finish::EndOfFile) => {
             info!("end of the video file (video.source.loop = false); exiting");
