@@ -1,0 +1,148 @@
+//! Ball kind from the pixels inside the ball: the fractions of white, dark and coloured
+//! pixels and, for a little white, whether it sits on two opposite sides (the caps of a
+//! stripe) or in one place (the number circle of a solid, or a highlight).
+//!
+//! White and dark are judged against the cloth right next to the ball, so a dim frame or a
+//! lamp pool changes nothing; "neutral" allows for the sensor noise measured on the cloth.
+
+use crate::model::BallKind;
+
+/// Per-ball pixel statistics, exposed for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KindFeatures {
+    /// Fraction of white pixels.
+    pub white: f32,
+    /// Fraction of dark, neutral pixels.
+    pub dark: f32,
+    /// Fraction of saturated pixels.
+    pub colour: f32,
+    /// Fraction of saturated pixels in the outer ring (a stripe seen from its pole shows its
+    /// band only there).
+    pub ring_colour: f32,
+    /// Whether the white pixels lie on two opposite sides of the centre.
+    pub two_sided: bool,
+    /// Pixels examined.
+    pub n: u32,
+}
+
+/// Outer limit of the examined disc, in radii (the rim itself mixes with the cloth).
+const DISC: f32 = 0.9;
+/// Inner limit of the outer ring, in radii.
+const RING: f32 = 0.66;
+
+/// Measures the ball at `(cx, cy)` with radius `r` in a BGR image (`w` x `h`), given the cloth
+/// colour next to it and the per-channel noise of the image.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn features(
+    img: &[u8],
+    w: usize,
+    h: usize,
+    cx: f32,
+    cy: f32,
+    r: f32,
+    cloth: [f32; 3],
+    noise: f32,
+) -> KindFeatures {
+    let vc = cloth[0].max(cloth[1]).max(cloth[2]).max(8.0);
+    let cc = (cloth[0] * cloth[0] + cloth[1] * cloth[1] + cloth[2] * cloth[2]).max(1.0);
+    // Colour-direction tolerance of the cloth at this noise (as in the ball stage).
+    let cloth_sin2 = ((2.5 * noise / cc.sqrt()).max(0.08)).powi(2);
+    let rr = DISC * r;
+    let xa = (cx - rr).floor().max(0.0) as usize;
+    let xb = ((cx + rr).ceil().max(0.0) as usize).min(w.saturating_sub(1));
+    let ya = (cy - rr).floor().max(0.0) as usize;
+    let yb = ((cy + rr).ceil().max(0.0) as usize).min(h.saturating_sub(1));
+    let (mut n, mut nw, mut nd, mut nc) = (0u32, 0u32, 0u32, 0u32);
+    let (mut ring_n, mut ring_c) = (0u32, 0u32);
+    let mut white_pos: Vec<(f32, f32)> = Vec::new();
+    for y in ya..=yb {
+        for x in xa..=xb {
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            let d2 = dx * dx + dy * dy;
+            if d2 > rr * rr {
+                continue;
+            }
+            let o = (y * w + x) * 3;
+            let (b, g, rd) = (img[o] as f32, img[o + 1] as f32, img[o + 2] as f32);
+            let in_ring = d2 > (RING * r).powi(2);
+            if in_ring {
+                // Near the rim, cloth-coloured pixels are the cloth itself (a centre a pixel
+                // off), not the ball.
+                let pc = b * cloth[0] + g * cloth[1] + rd * cloth[2];
+                let pp = (b * b + g * g + rd * rd).max(1.0);
+                let s = pc / cc;
+                if (0.42..=1.6).contains(&s) && 1.0 - pc * pc / (pp * cc) < cloth_sin2 {
+                    continue;
+                }
+                ring_n += 1;
+            }
+            n += 1;
+            let mx = b.max(g).max(rd);
+            let mn = b.min(g).min(rd);
+            let chroma = mx - mn;
+            if chroma <= 0.22 * mx + 2.0 * noise && mx >= 0.6 * vc {
+                nw += 1;
+                white_pos.push((dx / r, dy / r));
+            } else if mx < 0.5 * vc && chroma <= 0.45 * mx + 2.0 * noise {
+                nd += 1;
+            } else if chroma > 0.3 * mx {
+                nc += 1;
+                if in_ring {
+                    ring_c += 1;
+                }
+            }
+        }
+    }
+    let two_sided = if white_pos.len() >= 4 {
+        // Principal axis of the white pixels about the ball centre.
+        let (mut sxx, mut sxy, mut syy) = (0.0f32, 0.0f32, 0.0f32);
+        for &(x, y) in &white_pos {
+            sxx += x * x;
+            sxy += x * y;
+            syy += y * y;
+        }
+        let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy);
+        let (ex, ey) = (theta.cos(), theta.sin());
+        let (mut pos, mut neg) = (0u32, 0u32);
+        for &(x, y) in &white_pos {
+            let p = x * ex + y * ey;
+            if p > 0.35 {
+                pos += 1;
+            } else if p < -0.35 {
+                neg += 1;
+            }
+        }
+        pos.min(neg) as f32 >= 0.25 * white_pos.len() as f32
+    } else {
+        false
+    };
+    let nf = n.max(1) as f32;
+    KindFeatures {
+        white: nw as f32 / nf,
+        dark: nd as f32 / nf,
+        colour: nc as f32 / nf,
+        ring_colour: ring_c as f32 / ring_n.max(1) as f32,
+        two_sided,
+        n,
+    }
+}
+
+/// The kind that the features say, or `Unknown` when they say nothing clear.
+pub(crate) fn decide(f: &KindFeatures) -> BallKind {
+    if f.n < 8 {
+        return BallKind::Unknown;
+    }
+    if f.dark >= 0.4 && f.colour < 0.25 {
+        return BallKind::Eight;
+    }
+    if f.white >= 0.55 && f.colour < 0.05 && f.ring_colour < 0.1 {
+        return BallKind::Cue;
+    }
+    if (f.white >= 0.28 && f.colour >= 0.05) || (f.white >= 0.08 && f.two_sided && f.colour >= 0.25) {
+        return BallKind::Stripe;
+    }
+    if f.colour >= 0.35 {
+        return BallKind::Solid;
+    }
+    BallKind::Unknown
+}

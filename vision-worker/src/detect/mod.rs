@@ -1,0 +1,327 @@
+//! The detector: table, balls and their kinds in one BGR frame.
+//!
+//! Work happens on a copy of the frame shrunk to about 640 pixels wide (area averaging, which
+//! also halves the sensor noise); the table is found on a further halved copy. Ball centres
+//! are refined to sub-pixel accuracy on the working image, kinds are read from the full frame.
+//! Every buffer is kept in the [`Detector`] and reused, so a steady stream allocates nothing
+//! per frame beyond small vectors.
+
+mod balls;
+mod classify;
+pub(crate) mod geom;
+mod table;
+
+use std::time::Instant;
+
+use opencv::core::{Mat, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+pub use classify::KindFeatures;
+
+use crate::model::{Ball, FrameDetections, Table};
+use balls::{BallBuffers, BallStage};
+use table::{TableBuffers, TableModel};
+
+/// What the detector accepts as a frame: an owned [`Mat`] or one borrowed from a buffer
+/// (`BoxedRef<Mat>`, e.g. a slot of the frame segment).
+pub trait Frame: MatTraitConst + opencv::core::ToInputArray {}
+impl<T: MatTraitConst + opencv::core::ToInputArray> Frame for T {}
+
+/// Why a frame could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The frame is not an 8-bit 3-channel image of a usable size.
+    #[error("unsupported frame: {0}")]
+    BadFrame(String),
+    /// OpenCV failed (out of memory, or a bug here).
+    #[error("opencv: {0}")]
+    OpenCv(#[from] opencv::Error),
+}
+
+/// Tunables of the detector.
+#[derive(Debug, Clone)]
+pub struct DetectorParams {
+    /// In [`Detector::process`], re-detect the table every this many frames (it is also
+    /// re-detected as soon as it seems to have moved).
+    pub table_every: u32,
+    /// Width of the working image the balls are found on.
+    pub work_width: u32,
+}
+
+impl Default for DetectorParams {
+    fn default() -> Self {
+        DetectorParams {
+            table_every: 30,
+            work_width: 640,
+        }
+    }
+}
+
+/// Table and ball detector with reusable buffers. Not `Sync`: one per thread.
+pub struct Detector {
+    params: DetectorParams,
+    work: Mat,
+    small: Mat,
+    table: Option<TableModel>,
+    table_cloth_fraction: f32,
+    since_table: u32,
+    radius_hint: Option<f32>,
+    tb: TableBuffers,
+    bb: BallBuffers,
+    /// Whether the table was (re-)detected in the last call.
+    pub last_table_redetected: bool,
+    /// Nanoseconds spent in resize, table and classification, accumulated.
+    prof: [u64; 3],
+    frames: u64,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector::new(DetectorParams::default())
+    }
+}
+
+/// Working-image geometry of one frame.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    fw: usize,
+    fh: usize,
+    ww: usize,
+    wh: usize,
+}
+
+impl Geometry {
+    fn to_full(&self, p: [f32; 2]) -> [f32; 2] {
+        let (kx, ky) = (self.fw as f32 / self.ww as f32, self.fh as f32 / self.wh as f32);
+        [(p[0] + 0.5) * kx - 0.5, (p[1] + 0.5) * ky - 0.5]
+    }
+    fn scale(&self) -> f32 {
+        self.fw as f32 / self.ww as f32
+    }
+}
+
+impl Detector {
+    /// A detector with the given parameters.
+    pub fn new(params: DetectorParams) -> Self {
+        Detector {
+            params,
+            work: Mat::default(),
+            small: Mat::default(),
+            table: None,
+            table_cloth_fraction: 0.0,
+            since_table: 0,
+            radius_hint: None,
+            tb: TableBuffers::default(),
+            bb: BallBuffers::default(),
+            last_table_redetected: false,
+            prof: [0; 3],
+            frames: 0,
+        }
+    }
+
+    /// Detects table and balls in `frame` from scratch (no state from earlier frames): what
+    /// the evaluation measures.
+    pub fn detect<F: Frame>(&mut self, frame: &F) -> Result<FrameDetections, DetectError> {
+        self.table = None;
+        self.radius_hint = None;
+        self.process(frame)
+    }
+
+    /// Detects the balls in `frame`, re-using the table found in an earlier frame unless it is
+    /// due for re-detection (every `table_every` frames) or seems to have moved.
+    pub fn process<F: Frame>(&mut self, frame: &F) -> Result<FrameDetections, DetectError> {
+        let g = self.prepare(frame)?;
+        self.last_table_redetected = false;
+        if self.table.is_none() || self.since_table >= self.params.table_every {
+            self.redetect_table(&g)?;
+        }
+        self.since_table += 1;
+        let Some(mut stage) = self.run_balls(&g)? else {
+            return Ok(FrameDetections::default());
+        };
+        if !self.last_table_redetected
+            && stage.cloth_fraction < (0.75 * self.table_cloth_fraction).min(0.5)
+        {
+            // The cloth is no longer where the table was: it moved (or the view changed).
+            self.redetect_table(&g)?;
+            match self.run_balls(&g)? {
+                Some(s) => stage = s,
+                None => return Ok(FrameDetections::default()),
+            }
+        }
+        if self.last_table_redetected {
+            self.table_cloth_fraction = stage.cloth_fraction;
+        }
+        self.finish(frame, &g, stage)
+    }
+
+    /// Finds only the table in `frame`.
+    pub fn detect_table<F: Frame>(&mut self, frame: &F) -> Result<Option<Table>, DetectError> {
+        let g = self.prepare(frame)?;
+        self.redetect_table(&g)?;
+        Ok(self.table.as_ref().map(|t| Table {
+            corners: t.corners.map(|c| g.to_full(c)),
+        }))
+    }
+
+    /// Finds the balls in `frame` on the table found last (by [`Detector::detect_table`] or
+    /// an earlier [`Detector::process`]); no balls when there is none.
+    pub fn detect_balls<F: Frame>(&mut self, frame: &F) -> Result<Vec<Ball>, DetectError> {
+        let g = self.prepare(frame)?;
+        let Some(stage) = self.run_balls(&g)? else {
+            return Ok(Vec::new());
+        };
+        Ok(self.finish(frame, &g, stage)?.balls)
+    }
+
+    /// Pixel statistics behind the kind of a ball at full-frame `(x, y)` with radius `r`,
+    /// judged against the table found last.
+    pub fn kind_features<F: Frame>(&mut self, frame: &F, x: f32, y: f32, r: f32) -> Result<KindFeatures, DetectError> {
+        let g = self.prepare(frame)?;
+        let Some(stage) = self.run_balls(&g)? else {
+            return Ok(KindFeatures::default());
+        };
+        let k = g.scale();
+        let wp = [(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5];
+        let cloth = stage.cloth.at(wp[0], wp[1]);
+        let data = frame.data_bytes()?;
+        Ok(classify::features(data, g.fw, g.fh, x, y, r, cloth, stage.cloth.noise * k))
+    }
+
+    /// Mean time per frame of each stage since the detector was made (or the last
+    /// [`Detector::reset_profile`]), in milliseconds: where the time goes.
+    pub fn profile(&self) -> Vec<(&'static str, f64)> {
+        let n = self.frames.max(1) as f64 * 1e6;
+        let mut out = vec![("resize", self.prof[0] as f64 / n), ("table", self.prof[1] as f64 / n)];
+        out.extend(balls::STAGES.iter().zip(self.bb.prof.iter()).map(|(s, &t)| (*s, t as f64 / n)));
+        out.push(("classify", self.prof[2] as f64 / n));
+        out
+    }
+
+    /// Clears the stage times.
+    pub fn reset_profile(&mut self) {
+        self.prof = [0; 3];
+        self.bb.prof = [0; 6];
+        self.frames = 0;
+    }
+
+    fn prepare<F: Frame>(&mut self, frame: &F) -> Result<Geometry, DetectError> {
+        let t = Instant::now();
+        let g = self.prepare_inner(frame);
+        self.prof[0] += t.elapsed().as_nanos() as u64;
+        self.frames += 1;
+        g
+    }
+
+    fn prepare_inner<F: Frame>(&mut self, frame: &F) -> Result<Geometry, DetectError> {
+        if frame.typ() != opencv::core::CV_8UC3 {
+            return Err(DetectError::BadFrame(format!(
+                "expected 8-bit BGR (CV_8UC3), got type {}",
+                frame.typ()
+            )));
+        }
+        let (fw, fh) = (frame.cols() as usize, frame.rows() as usize);
+        if fw < 64 || fh < 48 {
+            return Err(DetectError::BadFrame(format!("{fw}x{fh} is too small (at least 64x48)")));
+        }
+        if !frame.is_continuous() {
+            return Err(DetectError::BadFrame("frame rows are not contiguous".into()));
+        }
+        let factor = (fw as u32 / self.params.work_width.max(160)).max(1) as usize;
+        let (ww, wh) = (fw / factor, fh / factor);
+        if factor == 1 {
+            frame.copy_to(&mut self.work)?;
+        } else {
+            imgproc::resize(frame, &mut self.work, Size::new(ww as i32, wh as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+        }
+        Ok(Geometry { fw, fh, ww, wh })
+    }
+
+    fn redetect_table(&mut self, g: &Geometry) -> Result<(), DetectError> {
+        let t = Instant::now();
+        let r = self.redetect_table_inner(g);
+        self.prof[1] += t.elapsed().as_nanos() as u64;
+        r
+    }
+
+    fn redetect_table_inner(&mut self, g: &Geometry) -> Result<(), DetectError> {
+        let (sw, sh) = (g.ww / 2, g.wh / 2);
+        imgproc::resize(&self.work, &mut self.small, Size::new(sw as i32, sh as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+        let k = g.ww as f32 / sw as f32;
+        let small = self.small.data_bytes()?;
+        let t = table::detect_table(small, sw, sh, k, g.ww, g.wh, &mut self.tb)?;
+        if let (Some(new), Some(old)) = (&t, &self.table) {
+            if (new.long_side / old.long_side - 1.0).abs() > 0.05 {
+                self.radius_hint = None;
+            }
+        } else {
+            self.radius_hint = None;
+        }
+        self.table = t;
+        self.since_table = 0;
+        self.last_table_redetected = true;
+        Ok(())
+    }
+
+    fn run_balls(&mut self, g: &Geometry) -> Result<Option<BallStage>, DetectError> {
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        let work = self.work.data_bytes()?;
+        let stage = balls::find_balls(work, g.ww, g.wh, table, self.radius_hint, &mut self.bb)?;
+        Ok(Some(stage))
+    }
+
+    fn finish<F: Frame>(&mut self, frame: &F, g: &Geometry, stage: BallStage) -> Result<FrameDetections, DetectError> {
+        let t = Instant::now();
+        let r = self.finish_inner(frame, g, stage);
+        self.prof[2] += t.elapsed().as_nanos() as u64;
+        r
+    }
+
+    fn finish_inner<F: Frame>(&mut self, frame: &F, g: &Geometry, stage: BallStage) -> Result<FrameDetections, DetectError> {
+        let Some(table) = &self.table else {
+            return Ok(FrameDetections::default());
+        };
+        let mut radii: Vec<f32> = stage.balls.iter().filter(|b| b.support > 0.6).map(|b| b.r).collect();
+        if let Some(m) = balls::median(&mut radii) {
+            if radii.len() >= 3 {
+                self.radius_hint = Some(match self.radius_hint {
+                    Some(h) => 0.8 * h + 0.2 * m,
+                    None => m,
+                });
+            }
+        }
+        let k = g.scale();
+        let data = frame.data_bytes()?;
+        let noise_full = stage.cloth.noise * k;
+        let r_ref = stage.radius;
+        let balls = stage
+            .balls
+            .iter()
+            .map(|b| {
+                let c = g.to_full([b.x, b.y]);
+                // Per-ball radii scatter with the edge noise; pull them towards the common one.
+                let r = (0.5 * b.r + 0.5 * r_ref) * k;
+                let cloth = stage.cloth.at(b.x, b.y);
+                // The full frame: a ball is only 20-30 pixels across, and the number
+                // circle or a stripe's caps are a few of them.
+                let f = classify::features(data, g.fw, g.fh, c[0], c[1], r, cloth, noise_full);
+                Ball {
+                    x: c[0],
+                    y: c[1],
+                    radius: r,
+                    kind: classify::decide(&f),
+                    score: b.support,
+                }
+            })
+            .collect();
+        Ok(FrameDetections {
+            table: Some(Table {
+                corners: table.corners.map(|c| g.to_full(c)),
+            }),
+            balls,
+        })
+    }
+}
