@@ -5,6 +5,7 @@
 //! `cargo build -p billiards-supervisor -p billiards-video-worker -p billiards-vision-worker
 //! -p billiards-stream-worker -p billiards-tests`, then `cargo test -p billiards-tests`.
 
+mod chaos;
 mod cli;
 mod lifecycle;
 mod restarts;
