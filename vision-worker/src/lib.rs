@@ -9,6 +9,8 @@
 //! detections are served (the stream worker's), nor how workers are supervised: it only
 //! heartbeats in the frame segment's reader table and exits with the documented codes.
 
+#![warn(missing_docs)]
+
 pub mod detect;
 pub mod eval;
 pub mod model;

@@ -63,7 +63,12 @@ fn main() -> ExitCode {
     }
     let stop = match signals::install() {
         Ok(s) => s,
-        Err(e) => return fail(exit_codes::FAILURE, &format!("cannot install signal handlers: {e}")),
+        Err(e) => {
+            return fail(
+                exit_codes::FAILURE,
+                &format!("cannot install signal handlers: {e}"),
+            )
+        }
     };
     let loaded = match config::load(args.config.as_deref()) {
         Ok(l) => l,

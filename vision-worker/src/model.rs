@@ -51,6 +51,27 @@ impl BallKind {
     }
 }
 
+/// Per-ball pixel statistics, exposed for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KindFeatures {
+    /// Fraction of white pixels.
+    pub white: f32,
+    /// Fraction of dark, neutral pixels.
+    pub dark: f32,
+    /// Fraction of saturated pixels.
+    pub colour: f32,
+    /// Fraction of saturated pixels in the outer ring (a stripe seen from its pole shows its
+    /// band only there).
+    pub ring_colour: f32,
+    /// Fraction of white pixels in the outer ring (a stripe's caps reach the rim; a solid's
+    /// number circle facing the camera does not).
+    pub ring_white: f32,
+    /// Whether the white pixels lie on two opposite sides of the centre.
+    pub two_sided: bool,
+    /// Pixels examined.
+    pub n: u32,
+}
+
 /// One detected ball, in frame pixels (pixel centres at integer coordinates).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ball {
@@ -64,6 +85,10 @@ pub struct Ball {
     pub kind: BallKind,
     /// Confidence of the detection in 0..1 (edge support of the fitted circle).
     pub score: f32,
+    /// RMS distance of the outline points from the fitted circle, in radii.
+    pub fit_rms: f32,
+    /// The pixel statistics the kind was decided from.
+    pub features: KindFeatures,
 }
 
 /// The playing surface: four corners in frame pixels, clockwise from the top-left one.

@@ -141,8 +141,9 @@ impl Homography {
             for row in 0..8 {
                 if row != col {
                     let f = a[row][col] / a[col][col];
-                    for k in col..9 {
-                        a[row][k] -= f * a[col][k];
+                    let pivot_row = a[col];
+                    for (x, p) in a[row].iter_mut().zip(pivot_row.iter()).skip(col) {
+                        *x -= f * p;
                     }
                 }
             }
@@ -275,18 +276,54 @@ pub fn render_alt(scene: &AltScene, out: &mut Vec<u8>) -> Truth {
 
     // Cloth colour: common cloths and a few harder ones.
     let cloth_hsv = match rng.below(10) {
-        0..=2 => (rng.range(112.0, 140.0), rng.range(0.6, 0.85), rng.range(0.45, 0.62)), // green
-        3..=4 => (rng.range(200.0, 222.0), rng.range(0.6, 0.85), rng.range(0.5, 0.7)),  // blue
-        5 => (rng.range(-8.0, 6.0), rng.range(0.7, 0.85), rng.range(0.45, 0.6)),        // red
-        6 => (rng.range(270.0, 290.0), rng.range(0.5, 0.7), rng.range(0.4, 0.55)),      // purple
-        7 => (rng.range(178.0, 192.0), rng.range(0.6, 0.8), rng.range(0.45, 0.6)),      // teal
-        8 => (rng.range(340.0, 350.0), rng.range(0.65, 0.8), rng.range(0.33, 0.42)),    // wine
-        _ => (rng.range(205.0, 215.0), rng.range(0.3, 0.4), rng.range(0.5, 0.6)),       // slate
+        0..=2 => (
+            rng.range(112.0, 140.0),
+            rng.range(0.6, 0.85),
+            rng.range(0.45, 0.62),
+        ), // green
+        3..=4 => (
+            rng.range(200.0, 222.0),
+            rng.range(0.6, 0.85),
+            rng.range(0.5, 0.7),
+        ), // blue
+        5 => (
+            rng.range(-8.0, 6.0),
+            rng.range(0.7, 0.85),
+            rng.range(0.45, 0.6),
+        ), // red
+        6 => (
+            rng.range(270.0, 290.0),
+            rng.range(0.5, 0.7),
+            rng.range(0.4, 0.55),
+        ), // purple
+        7 => (
+            rng.range(178.0, 192.0),
+            rng.range(0.6, 0.8),
+            rng.range(0.45, 0.6),
+        ), // teal
+        8 => (
+            rng.range(340.0, 350.0),
+            rng.range(0.65, 0.8),
+            rng.range(0.33, 0.42),
+        ), // wine
+        _ => (
+            rng.range(205.0, 215.0),
+            rng.range(0.3, 0.4),
+            rng.range(0.5, 0.6),
+        ), // slate
     };
     let cloth = hsv_to_bgr(cloth_hsv.0, cloth_hsv.1, cloth_hsv.2);
     let cushion_col = cloth.map(|c| c * rng.range(0.78, 0.9));
-    let wood = hsv_to_bgr(rng.range(18.0, 32.0), rng.range(0.5, 0.75), rng.range(0.25, 0.5));
-    let floor = hsv_to_bgr(rng.range(0.0, 360.0), rng.range(0.0, 0.3), rng.range(0.08, 0.3));
+    let wood = hsv_to_bgr(
+        rng.range(18.0, 32.0),
+        rng.range(0.5, 0.75),
+        rng.range(0.25, 0.5),
+    );
+    let floor = hsv_to_bgr(
+        rng.range(0.0, 360.0),
+        rng.range(0.0, 0.3),
+        rng.range(0.08, 0.3),
+    );
     let grain_f = rng.range(60.0, 140.0);
     let mottle: Vec<(f64, f64, f64, f64)> = (0..4)
         .map(|_| {
@@ -385,10 +422,8 @@ pub fn render_alt(scene: &AltScene, out: &mut Vec<u8>) -> Truth {
                 col = floor.map(|c| c * (1.0 + 0.1 * t));
             } else {
                 let in_play = (0.0..=PLAY_L).contains(&u) && (0.0..=PLAY_W).contains(&v);
-                let in_cushion = u >= -CUSHION
-                    && u <= PLAY_L + CUSHION
-                    && v >= -CUSHION
-                    && v <= PLAY_W + CUSHION;
+                let in_cushion = (-CUSHION..=PLAY_L + CUSHION).contains(&u)
+                    && (-CUSHION..=PLAY_W + CUSHION).contains(&v);
                 if in_play {
                     let mut m = 1.0;
                     for &(fu, fv, ph, a) in &mottle {

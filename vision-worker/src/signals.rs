@@ -14,7 +14,11 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 
 /// Installs the SIGTERM and SIGINT handlers and returns the flag they set.
 pub fn install() -> Result<&'static AtomicBool, nix::Error> {
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only performs an atomic store, which is async-signal-safe, and
         // replaces no handler that another part of the program relies on.

@@ -48,11 +48,11 @@ impl Track {
     }
 
     fn kind(&self) -> BallKind {
-        let (i, _) = self
-            .votes
-            .iter()
-            .enumerate()
-            .fold((4, 0.0f32), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        let (i, _) =
+            self.votes.iter().enumerate().fold(
+                (4, 0.0f32),
+                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+            );
         BallKind::ALL[i]
     }
 }
@@ -144,7 +144,11 @@ impl Tracker {
             let still = (dx * dx + dy * dy).sqrt() < STILL_PX;
             if dt > 0.0 {
                 // Velocity: smoothed finite difference; a still ball has none.
-                let (ivx, ivy) = if still { (0.0, 0.0) } else { (dx / dt, dy / dt) };
+                let (ivx, ivy) = if still {
+                    (0.0, 0.0)
+                } else {
+                    (dx / dt, dy / dt)
+                };
                 t.vx = 0.5 * t.vx + 0.5 * ivx;
                 t.vy = 0.5 * t.vy + 0.5 * ivy;
             }
@@ -193,6 +197,8 @@ mod tests {
             radius: 10.0,
             kind,
             score: 1.0,
+            fit_rms: 0.0,
+            features: Default::default(),
         }
     }
 
@@ -200,14 +206,26 @@ mod tests {
     fn ids_follow_moving_balls_and_velocities_are_measured() {
         let mut t = Tracker::new();
         let dt = 33_333_333u64;
-        let first = t.update(&[ball(100.0, 100.0, BallKind::Cue), ball(300.0, 100.0, BallKind::Solid)], 0);
+        let first = t.update(
+            &[
+                ball(100.0, 100.0, BallKind::Cue),
+                ball(300.0, 100.0, BallKind::Solid),
+            ],
+            0,
+        );
         let (a, b) = (first[0].id, first[1].id);
         assert_ne!(a, b);
         let mut last = Vec::new();
         for i in 1..10u64 {
             // The cue ball rolls right at 150 px/s; listed second to check the matching.
             let x = 100.0 + 5.0 * i as f32;
-            last = t.update(&[ball(300.0, 100.0, BallKind::Solid), ball(x, 100.0, BallKind::Cue)], i * dt);
+            last = t.update(
+                &[
+                    ball(300.0, 100.0, BallKind::Solid),
+                    ball(x, 100.0, BallKind::Cue),
+                ],
+                i * dt,
+            );
             assert_eq!(last[0].id, b);
             assert_eq!(last[1].id, a);
         }
@@ -222,12 +240,18 @@ mod tests {
         let mut xs = Vec::new();
         for i in 0..20u64 {
             let jitter = if i % 2 == 0 { 0.3 } else { -0.3 };
-            let kind = if i == 10 { BallKind::Solid } else { BallKind::Stripe };
+            let kind = if i == 10 {
+                BallKind::Solid
+            } else {
+                BallKind::Stripe
+            };
             let out = t.update(&[ball(200.0 + jitter, 50.0, kind)], i * 33_000_000);
             xs.push(out[0].ball.x);
             assert_eq!(out[0].ball.kind, BallKind::Stripe, "frame {i}");
         }
-        let spread = xs[10..].iter().fold(0.0f32, |m, &x| m.max((x - 200.0).abs()));
+        let spread = xs[10..]
+            .iter()
+            .fold(0.0f32, |m, &x| m.max((x - 200.0).abs()));
         assert!(spread < 0.2, "{xs:?}");
     }
 

@@ -22,8 +22,8 @@ use config::{exit_codes, Config};
 use opencv::core::{Mat, CV_8UC3};
 use opencv::prelude::*;
 use shm_core::{
-    AttachError, AttachOptions, CreateMode, FrameView, Monitor, PixelFormat, PublishMeta, Reader, SegmentLocation,
-    SegmentSpec, Writer, ZeroCopy,
+    AttachError, AttachOptions, CreateMode, FrameView, Monitor, PixelFormat, PublishMeta, Reader,
+    SegmentLocation, SegmentSpec, Writer, ZeroCopy,
 };
 use tracing::{debug, info, warn};
 
@@ -102,7 +102,9 @@ impl WorkerError {
             WorkerError::Attach(AttachError::Invalid { .. })
             | WorkerError::Read(_)
             | WorkerError::Open(OpenError::SpecMismatch { .. })
-            | WorkerError::Open(OpenError::Attach(AttachError::Invalid { .. })) => exit_codes::SEGMENT_INVALID,
+            | WorkerError::Open(OpenError::Attach(AttachError::Invalid { .. })) => {
+                exit_codes::SEGMENT_INVALID
+            }
             WorkerError::Name { .. } => exit_codes::USAGE,
             _ => exit_codes::FAILURE,
         }
@@ -154,6 +156,34 @@ fn attach(loc: &SegmentLocation, timeout: Duration) -> Result<Reader, WorkerErro
     })
 }
 
+/// Waits up to `timeout` for the frame segment in short steps, so that a stop request is
+/// honoured at once; `Ok(None)` when stopped first.
+fn attach_until(
+    loc: &SegmentLocation,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<Option<Reader>, WorkerError> {
+    let started = Instant::now();
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        match attach(loc, remaining.min(POLL)) {
+            Ok(r) => return Ok(Some(r)),
+            Err(WorkerError::VideoNotAvailable(_)) if !remaining.is_zero() => {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+            }
+            Err(WorkerError::VideoNotAvailable(_)) => {
+                return Err(WorkerError::VideoNotAvailable(AttachError::NotFound {
+                    name: loc.name().into(),
+                    waited: timeout,
+                }))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Why one frame was not processed (the loop carries on).
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -164,7 +194,10 @@ enum FrameError {
 }
 
 /// Runs the detector on a slot in place.
-fn detect_in_place(view: &FrameView<'_>, det: &mut Detector) -> Result<FrameDetections, FrameError> {
+fn detect_in_place(
+    view: &FrameView<'_>,
+    det: &mut Detector,
+) -> Result<FrameDetections, FrameError> {
     let m = view.meta();
     let frame = m.frame_number;
     let bad = |why: String| FrameError::Format { frame, why };
@@ -172,7 +205,11 @@ fn detect_in_place(view: &FrameView<'_>, det: &mut Detector) -> Result<FrameDete
         return Err(bad(format!("pixel format {:?}, expected BGR8", m.format)));
     }
     let (w, h) = (m.width as usize, m.height as usize);
-    let stride = if m.stride == 0 { w * 3 } else { m.stride as usize };
+    let stride = if m.stride == 0 {
+        w * 3
+    } else {
+        m.stride as usize
+    };
     if w == 0 || h == 0 || stride < w * 3 || stride.checked_mul(h).is_none_or(|n| n > view.len()) {
         return Err(bad(format!(
             "{w}x{h} frame with stride {stride} does not fit its {} bytes",
@@ -186,14 +223,25 @@ fn detect_in_place(view: &FrameView<'_>, det: &mut Detector) -> Result<FrameDete
     // read). The writer may overwrite the slot meanwhile; the result is then garbage, which
     // the caller discards when the read reports `ZeroCopy::Overwritten`.
     let mat = unsafe {
-        Mat::new_rows_cols_with_data_unsafe(h as i32, w as i32, CV_8UC3, view.as_ptr() as *mut std::ffi::c_void, stride)
+        Mat::new_rows_cols_with_data_unsafe(
+            h as i32,
+            w as i32,
+            CV_8UC3,
+            view.as_ptr() as *mut std::ffi::c_void,
+            stride,
+        )
     }
-    .map_err(|e| FrameError::Detect { frame, source: e.into() })?;
+    .map_err(|e| FrameError::Detect {
+        frame,
+        source: e.into(),
+    })?;
     let res = if mat.is_continuous() {
         det.process(&mat)
     } else {
         // Padded rows: one copy into a packed matrix.
-        mat.try_clone().map_err(DetectError::from).and_then(|m| det.process(&m))
+        mat.try_clone()
+            .map_err(DetectError::from)
+            .and_then(|m| det.process(&m))
     };
     res.map_err(|source| FrameError::Detect { frame, source })
 }
@@ -220,17 +268,24 @@ impl Window {
 }
 
 /// Reads frames and publishes detections until `stop` is set.
-pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunSummary, WorkerError> {
+pub fn run(
+    config: &Config,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunSummary, WorkerError> {
     // One core: the detector is sized for it, and the tree shares the machine.
     if let Err(e) = opencv::core::set_num_threads(1) {
         debug!("cannot limit OpenCV to one thread: {e}");
     }
     let dir = config.shm_fallback_dir();
-    let frames_loc = SegmentLocation::new(&config.video.shm_name, dir.clone()).map_err(|source| WorkerError::Name {
-        key: "video.shm_name",
-        name: config.video.shm_name.clone(),
-        source,
-    })?;
+    let frames_loc =
+        SegmentLocation::new(&config.video.shm_name, dir.clone()).map_err(|source| {
+            WorkerError::Name {
+                key: "video.shm_name",
+                name: config.video.shm_name.clone(),
+                source,
+            }
+        })?;
     let det_name = &config.vision.detections_shm_name;
     let det_loc = SegmentLocation::new(det_name, dir).map_err(|source| WorkerError::Name {
         key: "vision.detections_shm_name",
@@ -238,8 +293,15 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunS
         source,
     })?;
     let timeout = Duration::from_secs_f64(config.video.attach_timeout_sec.max(0.0));
-    info!(segment = frames_loc.name(), timeout_s = timeout.as_secs_f64(), "attaching to the frame segment");
-    let mut reader = attach(&frames_loc, timeout)?;
+    info!(
+        segment = frames_loc.name(),
+        timeout_s = timeout.as_secs_f64(),
+        "attaching to the frame segment"
+    );
+    let Some(mut reader) = attach_until(&frames_loc, timeout, stop)? else {
+        info!("stopped while waiting for the frame segment");
+        return Ok(RunSummary::default());
+    };
     let mut identity = segment_identity(&frames_loc);
     info!(
         segment = frames_loc.name(),
@@ -284,7 +346,19 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunS
     let mut stats_at = Instant::now();
     let mut stats_processed = 0u64;
 
+    // Under the supervisor, its death ends us too (it also asks the kernel to kill us; this
+    // covers a supervisor started without that).
+    let parent = opts.supervised.then(nix::unistd::getppid);
     while !stop.load(Ordering::SeqCst) {
+        if let Some(ppid) = parent {
+            if nix::unistd::getppid() != ppid {
+                warn!(
+                    supervisor_pid = ppid.as_raw(),
+                    "the supervisor is gone; stopping"
+                );
+                break;
+            }
+        }
         if !reader.wait_next(POLL)? {
             out.heartbeat();
             let now = Instant::now();
@@ -300,13 +374,18 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunS
                 summary.outages += 1;
             }
             // A standalone video worker that restarts makes a new segment: follow it.
-            if outage.is_some() && now.duration_since(last_identity_check) >= Duration::from_millis(500) {
+            if outage.is_some()
+                && now.duration_since(last_identity_check) >= Duration::from_millis(500)
+            {
                 last_identity_check = now;
                 let current = segment_identity(&frames_loc);
                 if current.is_some() && current != identity {
                     match attach(&frames_loc, Duration::ZERO) {
                         Ok(r) => {
-                            info!(segment = frames_loc.name(), "the frame segment was recreated; re-attached");
+                            info!(
+                                segment = frames_loc.name(),
+                                "the frame segment was recreated; re-attached"
+                            );
                             reader = r;
                             identity = current;
                             last_number = 0;
@@ -323,7 +402,10 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunS
             None => continue,
             Some(ZeroCopy::Overwritten { frame_number }) => {
                 summary.skipped += 1;
-                debug!(frame = frame_number, "slot overwritten during detection; result discarded");
+                debug!(
+                    frame = frame_number,
+                    "slot overwritten during detection; result discarded"
+                );
                 continue;
             }
             Some(ZeroCopy::Intact { meta, value }) => (meta, value),
@@ -379,9 +461,13 @@ pub fn run(config: &Config, opts: &RunOptions, stop: &AtomicBool) -> Result<RunS
             detect_ms: round2(elapsed.as_secs_f32() * 1e3),
         };
         json.clear();
-        serde_json::to_writer(&mut json, &record).expect("serialising plain data into a Vec cannot fail");
+        serde_json::to_writer(&mut json, &record)
+            .expect("serialising plain data into a Vec cannot fail");
         if json.len() > DETECTIONS_CAPACITY {
-            warn!(bytes = json.len(), "detections of frame {} do not fit the channel; dropped", meta.frame_number);
+            warn!(
+                bytes = json.len(),
+                "detections of frame {} do not fit the channel; dropped", meta.frame_number
+            );
             continue;
         }
         out.publish(&json, PublishMeta::bytes(meta.capture_ns))?;

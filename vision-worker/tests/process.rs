@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use billiards_vision_worker::model::DetectionsJson;
 use billiards_vision_worker::worker::{detections_spec, READER_NAME};
-use shm_core::{AttachOptions, CreateMode, Monitor, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer};
+use shm_core::{
+    AttachOptions, CreateMode, Monitor, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer,
+};
 use video_worker::synthetic::{Scene, SceneParams, SceneStyle};
 
 const W: u32 = 640;
@@ -23,7 +25,11 @@ const H: u32 = 360;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn unique(tag: &str) -> String {
-    format!("vwt_{}_{}_{tag}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "vwt_{}_{}_{tag}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Unlinks a segment when dropped.
@@ -111,7 +117,10 @@ fn setup(attach_timeout: f64) -> Setup {
     .expect("write config");
     let frames = SegmentLocation::new(&frames_name, dir.path()).unwrap();
     let detections = SegmentLocation::new(&det_name, dir.path()).unwrap();
-    let guards = vec![SegmentGuard(frames.clone()), SegmentGuard(detections.clone())];
+    let guards = vec![
+        SegmentGuard(frames.clone()),
+        SegmentGuard(detections.clone()),
+    ];
     Setup {
         dir,
         config,
@@ -123,8 +132,13 @@ fn setup(attach_timeout: f64) -> Setup {
 
 fn spawn_worker(config: &Path, supervised: bool) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_billiards-vision-worker"));
-    cmd.arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
-    cmd.env("RUST_LOG", "info").env_remove("BILLIARDS_CONFIG").env_remove("VIDEO_FILE");
+    cmd.arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.env("RUST_LOG", "info")
+        .env_remove("BILLIARDS_CONFIG")
+        .env_remove("VIDEO_FILE");
     if supervised {
         cmd.arg("--supervised");
     }
@@ -154,7 +168,8 @@ impl Feeder {
             let mut w = Writer::open(&loc, &SegmentSpec::frames(W, H, 3)).expect("open writer");
             r.store(true, Ordering::SeqCst);
             while !s.load(Ordering::SeqCst) {
-                w.publish(&frame, PublishMeta::bgr(W, H, shm_core::monotonic_ns())).expect("publish");
+                w.publish(&frame, PublishMeta::bgr(W, H, shm_core::monotonic_ns()))
+                    .expect("publish");
                 p.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(33));
             }
@@ -182,7 +197,11 @@ impl Drop for Feeder {
 }
 
 /// Reads detection records until `pred` accepts one or `timeout` passes.
-fn next_record(r: &mut Reader, timeout: Duration, mut pred: impl FnMut(&DetectionsJson) -> bool) -> Option<DetectionsJson> {
+fn next_record(
+    r: &mut Reader,
+    timeout: Duration,
+    mut pred: impl FnMut(&DetectionsJson) -> bool,
+) -> Option<DetectionsJson> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     while Instant::now() < deadline {
@@ -195,7 +214,10 @@ fn next_record(r: &mut Reader, timeout: Duration, mut pred: impl FnMut(&Detectio
             let v: serde_json::Value = serde_json::from_slice(&buf).expect("detections are JSON");
             check_spec_shape(&v);
             let d: DetectionsJson = serde_json::from_value(v).expect("detections parse");
-            assert_eq!(meta.capture_ns, d.capture_ts_ns, "PublishMeta carries the frame's capture time");
+            assert_eq!(
+                meta.capture_ns, d.capture_ts_ns,
+                "PublishMeta carries the frame's capture time"
+            );
             if pred(&d) {
                 return Some(d);
             }
@@ -208,7 +230,10 @@ fn check_spec_shape(v: &serde_json::Value) {
     assert!(v["frame_number"].is_u64(), "{v}");
     assert!(v["capture_ts_ns"].is_u64(), "{v}");
     assert!(v["processed_ts_ns"].is_u64(), "{v}");
-    assert!(v["processed_ts_ns"].as_u64() >= v["capture_ts_ns"].as_u64(), "{v}");
+    assert!(
+        v["processed_ts_ns"].as_u64() >= v["capture_ts_ns"].as_u64(),
+        "{v}"
+    );
     let corners = v["table"]["corners"].as_array().expect("table.corners");
     assert!(corners.is_empty() || corners.len() == 4, "{v}");
     for c in corners {
@@ -220,12 +245,16 @@ fn check_spec_shape(v: &serde_json::Value) {
             assert!(b[k].is_number(), "{v}");
         }
         let kind = b["kind"].as_str().expect("kind");
-        assert!(["cue", "eight", "solid", "stripe", "unknown"].contains(&kind), "{v}");
+        assert!(
+            ["cue", "eight", "solid", "stripe", "unknown"].contains(&kind),
+            "{v}"
+        );
     }
 }
 
 fn attach_detections(loc: &SegmentLocation) -> Reader {
-    Reader::attach(loc, AttachOptions::new("test", Duration::from_secs(60))).expect("the detections channel appears")
+    Reader::attach(loc, AttachOptions::new("test", Duration::from_secs(60)))
+        .expect("the detections channel appears")
 }
 
 #[test]
@@ -241,7 +270,10 @@ fn attach_timeout_exits_11_with_the_reason() {
         s.frames.name()
     );
     assert!(err.contains(&expected), "stderr lacks {expected:?}:\n{err}");
-    assert!(started.elapsed() >= Duration::from_millis(900), "gave up before the timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "gave up before the timeout"
+    );
     // Nothing was created: no detections channel is left behind.
     assert!(s.detections.existing_path().is_none());
 }
@@ -273,14 +305,21 @@ fn invalid_frame_segment_exits_12() {
 #[test]
 fn detects_survives_a_writer_restart_and_cleans_up() {
     let s = setup(30.0);
-    shm_core::create(&s.frames, &SegmentSpec::frames(W, H, 3), CreateMode::Exclusive).expect("create frames");
+    shm_core::create(
+        &s.frames,
+        &SegmentSpec::frames(W, H, 3),
+        CreateMode::Exclusive,
+    )
+    .expect("create frames");
     let feeder = Feeder::start(&s.frames, 7);
     let mut child = spawn_worker(&s.config, false);
     let mut det = attach_detections(&s.detections);
 
     // Detections of the default (racked) scene: a table and most of its 16 balls.
-    let first = next_record(&mut det, Duration::from_secs(120), |d| d.table_found && d.balls.len() >= 12)
-        .expect("detections with a table and the balls");
+    let first = next_record(&mut det, Duration::from_secs(120), |d| {
+        d.table_found && d.balls.len() >= 12
+    })
+    .expect("detections with a table and the balls");
     assert!(first.frame_number >= 1);
     assert_eq!(first.table.corners.len(), 4);
     assert!(first.balls.iter().all(|b| b.id.is_some()), "tracked ids");
@@ -289,7 +328,10 @@ fn detects_survives_a_writer_restart_and_cleans_up() {
     let published = feeder.published.load(Ordering::SeqCst);
     drop(feeder);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(child.running(), "the vision worker must wait out a dead writer");
+    assert!(
+        child.running(),
+        "the vision worker must wait out a dead writer"
+    );
     let snap = Monitor::open(&s.frames).expect("monitor").snapshot();
     let entry = snap
         .readers
@@ -297,12 +339,18 @@ fn detects_survives_a_writer_restart_and_cleans_up() {
         .find(|r| r.pid == child.pid())
         .expect("the worker keeps its reader entry");
     assert_eq!(entry.name, READER_NAME);
-    assert!(entry.heartbeat_age < Duration::from_secs(2), "heartbeat {:?}", entry.heartbeat_age);
+    assert!(
+        entry.heartbeat_age < Duration::from_secs(2),
+        "heartbeat {:?}",
+        entry.heartbeat_age
+    );
 
     // A new writer (a restarted video worker): detections resume with its frames.
     let feeder = Feeder::start(&s.frames, 8);
-    let resumed = next_record(&mut det, Duration::from_secs(120), |d| d.frame_number > published)
-        .expect("detections resume after the writer restart");
+    let resumed = next_record(&mut det, Duration::from_secs(120), |d| {
+        d.frame_number > published
+    })
+    .expect("detections resume after the writer restart");
     assert!(resumed.table_found);
     assert!(resumed.balls.len() >= 12, "{} balls", resumed.balls.len());
 
@@ -311,17 +359,34 @@ fn detects_survives_a_writer_restart_and_cleans_up() {
     let (status, err) = child.wait_exit(Duration::from_secs(30));
     drop(feeder);
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
-    assert_eq!(err.matches("no frames from the video worker").count(), 1, "one line per outage:\n{err}");
-    assert_eq!(err.matches("frames are back").count(), 1, "one line per recovery:\n{err}");
+    assert_eq!(
+        err.matches("no frames from the video worker").count(),
+        1,
+        "one line per outage:\n{err}"
+    );
+    assert_eq!(
+        err.matches("frames are back").count(),
+        1,
+        "one line per recovery:\n{err}"
+    );
     drop(det);
-    assert!(s.detections.existing_path().is_none(), "detections channel left behind");
+    assert!(
+        s.detections.existing_path().is_none(),
+        "detections channel left behind"
+    );
 }
 
 #[test]
 fn supervised_worker_uses_and_keeps_the_existing_channel() {
     let s = setup(30.0);
-    shm_core::create(&s.frames, &SegmentSpec::frames(W, H, 3), CreateMode::Exclusive).expect("create frames");
-    shm_core::create(&s.detections, &detections_spec(), CreateMode::Exclusive).expect("create detections");
+    shm_core::create(
+        &s.frames,
+        &SegmentSpec::frames(W, H, 3),
+        CreateMode::Exclusive,
+    )
+    .expect("create frames");
+    shm_core::create(&s.detections, &detections_spec(), CreateMode::Exclusive)
+        .expect("create detections");
     let feeder = Feeder::start(&s.frames, 3);
     let mut det = attach_detections(&s.detections);
     let mut child = spawn_worker(&s.config, true);
@@ -353,8 +418,10 @@ fn follows_a_recreated_frame_segment() {
     let feeder = Feeder::start(&s.frames, 6);
     // The new segment numbers frames from 1 again: wait for a record newer than the restart.
     let restart_ns = shm_core::monotonic_ns();
-    let d = next_record(&mut det, Duration::from_secs(120), |d| d.capture_ts_ns > restart_ns)
-        .expect("detections from the new segment");
+    let d = next_record(&mut det, Duration::from_secs(120), |d| {
+        d.capture_ts_ns > restart_ns
+    })
+    .expect("detections from the new segment");
     assert!(d.table_found);
     assert!(child.running());
     child.terminate();
@@ -362,4 +429,22 @@ fn follows_a_recreated_frame_segment() {
     drop(feeder);
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
     assert!(err.contains("re-attached"), "{err}");
+}
+
+#[test]
+fn sigterm_while_waiting_for_the_segment_exits_0() {
+    let s = setup(60.0);
+    let mut child = spawn_worker(&s.config, false);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(child.running());
+    let t = Instant::now();
+    child.terminate();
+    let (status, err) = child.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!err.contains("exit-reason"), "{err}");
 }

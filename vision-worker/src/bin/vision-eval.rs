@@ -68,6 +68,18 @@ struct Args {
     /// Print one line per frame with an error.
     #[arg(long)]
     verbose: bool,
+    /// Append one CSV line per detection (renderer, matched, support, rms in radii, radius)
+    /// to this file, to study the acceptance thresholds.
+    #[arg(long)]
+    candidates: Option<PathBuf>,
+    /// Instead of scoring: run the real worker binary (beside this one) on a frame segment fed
+    /// at `--fps` with official 1280x720 frames for this many seconds, and report the
+    /// capture-to-published latency of its detections.
+    #[arg(long, value_name = "SECONDS")]
+    latency: Option<f64>,
+    /// Frame rate of the `--latency` feeder.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
     /// Official renderer: the plain style (clean green cloth, flat light, overhead) with
     /// scattered balls, instead of `SceneStyle::varied(seed)`.
     #[arg(long)]
@@ -78,6 +90,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     // One core, as the speed goal says (OpenCV would otherwise spread over every core).
     opencv::core::set_num_threads(1)?;
+    if let Some(secs) = args.latency {
+        return latency::run(&args, secs);
+    }
     if let Some(d) = &args.dump {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -91,7 +106,17 @@ fn main() -> Result<()> {
     println!();
     println!(
         "{:<9} {:>6} {:>6} {:>7} {:>9} {:>10} {:>8} {:>8} {:>10} {:>7} {:>10}",
-        "renderer", "frames", "balls", "recall", "precision", "centre_px", "max_px", "radius_px", "kind_acc", "tables", "corner_px"
+        "renderer",
+        "frames",
+        "balls",
+        "recall",
+        "precision",
+        "centre_px",
+        "max_px",
+        "radius_px",
+        "kind_acc",
+        "tables",
+        "corner_px"
     );
     for (name, s) in &rows {
         println!(
@@ -150,7 +175,10 @@ fn eval_official(args: &Args) -> Result<Score> {
     let mut mat = Mat::default();
     let seeds = args.seeds.max(1);
     let mut sheet = Vec::new();
-    println!("official renderer: {} frames over {} seeds", args.frames, seeds);
+    println!(
+        "official renderer: {} frames over {} seeds",
+        args.frames, seeds
+    );
     for g in 0..seeds {
         let seed = args.first_seed + g as u64;
         let style = if args.plain {
@@ -161,8 +189,9 @@ fn eval_official(args: &Args) -> Result<Score> {
         } else {
             SceneStyle::varied(seed)
         };
-        let mut scene = Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style.clone()))
-            .with_context(|| format!("official scene {seed}"))?;
+        let mut scene =
+            Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style.clone()))
+                .with_context(|| format!("official scene {seed}"))?;
         let n = args.frames / seeds + u32::from(g < args.frames % seeds);
         let mut s = Score::default();
         for i in 0..n {
@@ -171,13 +200,27 @@ fn eval_official(args: &Args) -> Result<Score> {
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
             let before = s.clone();
-            s.add(&truth.balls, Some(&truth.corners), &d.balls, d.table.as_ref().map(|t| &t.corners));
-            report_frame(args, &format!("official-{seed}-{i}"), &mat, &truth, &d, &before, &s, &mut sheet)?;
+            s.add(
+                &truth.balls,
+                Some(&truth.corners),
+                &d.balls,
+                d.table.as_ref().map(|t| &t.corners),
+            );
+            report_frame(
+                args,
+                &format!("official-{seed}-{i}"),
+                &mat,
+                &truth,
+                &d,
+                &before,
+                &s,
+                &mut sheet,
+            )?;
         }
         println!(
-            "  seed {seed:>3}: cloth {:?} lighting {:.2} noise {:>4.1} tilt {:>4.1} roll {:>4.1} zoom {:.2} {:?}: recall {:.4} precision {:.4} centre {:.3} px kind {:.4}",
+            "  seed {seed:>3}: cloth {:?} lighting {:.2} noise {:>4.1} tilt {:>4.1} roll {:>4.1} zoom {:.2} {:?}: recall {:.4} precision {:.4} centre {:.3} px kind {:.4} corners {:.1} px",
             style.cloth, style.lighting, style.noise, style.tilt_deg, style.roll_deg, style.zoom, style.layout,
-            s.recall(), s.precision(), s.mean_centre_error(), s.kind_accuracy()
+            s.recall(), s.precision(), s.mean_centre_error(), s.kind_accuracy(), s.mean_corner_error()
         );
         total.merge(&s);
     }
@@ -198,8 +241,22 @@ fn eval_alt(args: &Args) -> Result<Score> {
         let mat = bgr_mat(&buf, args.width, args.height)?;
         let d = det.detect(&mat)?;
         let before = total.clone();
-        total.add(&truth.balls, Some(&truth.corners), &d.balls, d.table.as_ref().map(|t| &t.corners));
-        report_frame(args, &format!("alt-{seed}"), &mat, &truth, &d, &before, &total, &mut sheet)?;
+        total.add(
+            &truth.balls,
+            Some(&truth.corners),
+            &d.balls,
+            d.table.as_ref().map(|t| &t.corners),
+        );
+        report_frame(
+            args,
+            &format!("alt-{seed}"),
+            &mat,
+            &truth,
+            &d,
+            &before,
+            &total,
+            &mut sheet,
+        )?;
     }
     write_sheet(args, "alt", &sheet)?;
     Ok(total)
@@ -221,6 +278,38 @@ fn report_frame(
     after: &Score,
     sheet: &mut Vec<Mat>,
 ) -> Result<()> {
+    if let Some(path) = &args.candidates {
+        use std::io::Write;
+        let pairs = match_balls(&truth.balls, &d.balls);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        for (j, b) in d.balls.iter().enumerate() {
+            let matched = pairs.iter().any(|p| p.1 == j);
+            let truth_kind = pairs
+                .iter()
+                .find(|p| p.1 == j)
+                .map_or("none", |p| truth.balls[p.0].kind.as_str());
+            let k = &b.features;
+            writeln!(
+                f,
+                "{},{},{:.3},{:.4},{:.2},{},{},{:.3},{:.3},{:.3},{:.3},{}",
+                name.split('-').next().unwrap_or(""),
+                u8::from(matched),
+                b.score,
+                b.fit_rms,
+                b.radius,
+                truth_kind,
+                b.kind.as_str(),
+                k.white,
+                k.dark,
+                k.colour,
+                k.ring_colour,
+                u8::from(k.two_sided)
+            )?;
+        }
+    }
     let missed = (after.truths - before.truths) - (after.matched - before.matched);
     let extra = (after.detections - before.detections) - (after.matched - before.matched);
     let wrong_kind = (after.matched - before.matched) - (after.kind_right - before.kind_right);
@@ -247,17 +336,51 @@ fn annotate(mat: &Mat, truth: &Truth, d: &FrameDetections, path: &Path) -> Resul
     let mut img = mat.clone();
     for b in &truth.balls {
         let c = Point::new(b.x.round() as i32, b.y.round() as i32);
-        imgproc::circle(&mut img, c, b.radius.round() as i32 + 3, Scalar::new(0.0, 255.0, 0.0, 0.0), 1, imgproc::LINE_AA, 0)?;
+        imgproc::circle(
+            &mut img,
+            c,
+            b.radius.round() as i32 + 3,
+            Scalar::new(0.0, 255.0, 0.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            0,
+        )?;
     }
     for b in &d.balls {
         let c = Point::new(b.x.round() as i32, b.y.round() as i32);
-        imgproc::circle(&mut img, c, b.radius.round() as i32, Scalar::new(255.0, 0.0, 255.0, 0.0), 1, imgproc::LINE_AA, 0)?;
-        imgproc::put_text(&mut img, &b.kind.as_str()[..2], Point::new(c.x + 8, c.y - 8), imgproc::FONT_HERSHEY_SIMPLEX, 0.4, Scalar::new(255.0, 255.0, 0.0, 0.0), 1, imgproc::LINE_AA, false)?;
+        imgproc::circle(
+            &mut img,
+            c,
+            b.radius.round() as i32,
+            Scalar::new(255.0, 0.0, 255.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            0,
+        )?;
+        imgproc::put_text(
+            &mut img,
+            &b.kind.as_str()[..2],
+            Point::new(c.x + 8, c.y - 8),
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.4,
+            Scalar::new(255.0, 255.0, 0.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            false,
+        )?;
     }
     if let Some(t) = &d.table {
         for i in 0..4 {
             let (a, b) = (t.corners[i], t.corners[(i + 1) % 4]);
-            imgproc::line(&mut img, Point::new(a[0] as i32, a[1] as i32), Point::new(b[0] as i32, b[1] as i32), Scalar::new(0.0, 255.0, 255.0, 0.0), 1, imgproc::LINE_AA, 0)?;
+            imgproc::line(
+                &mut img,
+                Point::new(a[0] as i32, a[1] as i32),
+                Point::new(b[0] as i32, b[1] as i32),
+                Scalar::new(0.0, 255.0, 255.0, 0.0),
+                1,
+                imgproc::LINE_AA,
+                0,
+            )?;
         }
     }
     opencv::imgcodecs::imwrite(&*path.to_string_lossy(), &img, &Vector::new())?;
@@ -271,9 +394,11 @@ fn tiles(mat: &Mat, truth: &Truth, d: &FrameDetections, out: &mut Vec<Mat>) -> R
     for (i, t) in truth.balls.iter().enumerate() {
         match pairs.iter().find(|p| p.0 == i) {
             None => spots.push((t.x, t.y, format!("miss {}", t.kind.as_str()))),
-            Some(&(_, j)) if d.balls[j].kind != t.kind => {
-                spots.push((t.x, t.y, format!("{}>{}", t.kind.as_str(), d.balls[j].kind.as_str())))
-            }
+            Some(&(_, j)) if d.balls[j].kind != t.kind => spots.push((
+                t.x,
+                t.y,
+                format!("{}>{}", t.kind.as_str(), d.balls[j].kind.as_str()),
+            )),
             _ => {}
         }
     }
@@ -290,8 +415,25 @@ fn tiles(mat: &Mat, truth: &Truth, d: &FrameDetections, out: &mut Vec<Mat>) -> R
         let y0 = (y as i32 - 24).clamp(0, mat.rows() - 48);
         let roi = Mat::roi(mat, Rect::new(x0, y0, 48, 48))?;
         let mut big = Mat::default();
-        imgproc::resize(&roi, &mut big, Size::new(192, 192), 0.0, 0.0, imgproc::INTER_NEAREST)?;
-        imgproc::put_text(&mut big, &label, Point::new(3, 14), imgproc::FONT_HERSHEY_SIMPLEX, 0.45, Scalar::new(0.0, 255.0, 255.0, 0.0), 1, imgproc::LINE_AA, false)?;
+        imgproc::resize(
+            &roi,
+            &mut big,
+            Size::new(192, 192),
+            0.0,
+            0.0,
+            imgproc::INTER_NEAREST,
+        )?;
+        imgproc::put_text(
+            &mut big,
+            &label,
+            Point::new(3, 14),
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.45,
+            Scalar::new(0.0, 255.0, 255.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            false,
+        )?;
         out.push(big);
     }
     Ok(())
@@ -329,7 +471,9 @@ fn bench(args: &Args) -> Result<()> {
     let mut frames = Vec::new();
     for k in 0..4u64 {
         let seed = args.first_seed + k;
-        let mut scene = Scene::new(SceneParams::new(args.width, args.height, seed).with_style(SceneStyle::varied(seed)))?;
+        let mut scene = Scene::new(
+            SceneParams::new(args.width, args.height, seed).with_style(SceneStyle::varied(seed)),
+        )?;
         scene.step(1.0);
         let mut m = Mat::default();
         scene.render_mat(&mut m)?;
@@ -349,7 +493,12 @@ fn bench(args: &Args) -> Result<()> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
         cpu.push(thread_cpu_ms() - c);
     }
-    report_times("detect() (table + balls, from scratch)", &mut times, &mut cpu, args);
+    report_times(
+        "detect() (table + balls, from scratch)",
+        &mut times,
+        &mut cpu,
+        args,
+    );
     print_profile(&det);
     // Steady state: one scene, the table found once per 30 frames.
     let mut det = Detector::default();
@@ -362,13 +511,22 @@ fn bench(args: &Args) -> Result<()> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
         cpu.push(thread_cpu_ms() - c);
     }
-    report_times("process() (worker steady state)", &mut times, &mut cpu, args);
+    report_times(
+        "process() (worker steady state)",
+        &mut times,
+        &mut cpu,
+        args,
+    );
     print_profile(&det);
     Ok(())
 }
 
 fn print_profile(det: &Detector) {
-    let stages: Vec<String> = det.profile().iter().map(|(s, ms)| format!("{s} {ms:.2}")).collect();
+    let stages: Vec<String> = det
+        .profile()
+        .iter()
+        .map(|(s, ms)| format!("{s} {ms:.2}"))
+        .collect();
     println!("  mean ms per frame by stage: {}", stages.join(", "));
 }
 
@@ -391,8 +549,199 @@ fn report_times(what: &str, times: &mut [f64], cpu: &mut [f64], args: &Args) {
 
 /// CPU time consumed by this thread, milliseconds (immune to other load on the machine).
 fn thread_cpu_ms() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we pass and has no other effect.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
+
+/// `--latency`: the worker binary under a 30 fps feeder.
+mod latency {
+    use std::io::Write;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Context, Result};
+    use billiards_vision_worker::model::DetectionsJson;
+    use shm_core::{
+        AttachOptions, CreateMode, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer,
+    };
+    use video_worker::synthetic::{RenderCache, Scene, SceneParams, SceneStyle};
+
+    use super::Args;
+
+    /// Kills the worker and removes the segments and the config, however we leave.
+    struct Cleanup {
+        child: Option<Child>,
+        locs: Vec<SegmentLocation>,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                // SAFETY: kill(2) on our own unreaped child has no memory effects.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for l in &self.locs {
+                let _ = shm_core::unlink(l);
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn pct(v: &mut [f64], q: f64) -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    }
+
+    pub fn run(args: &Args, secs: f64) -> Result<()> {
+        let (w, h) = (args.width, args.height);
+        let tag = format!("vision_lat_{}", std::process::id());
+        let dir = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&dir)?;
+        let frames = SegmentLocation::new(&format!("{tag}_frames"), &dir)?;
+        let det_loc = SegmentLocation::new(&format!("{tag}_det"), &dir)?;
+        let mut cleanup = Cleanup {
+            child: None,
+            locs: vec![frames.clone(), det_loc.clone()],
+            dir: dir.clone(),
+        };
+        let config = dir.join("billiards.toml");
+        std::fs::File::create(&config)?.write_all(
+            format!(
+                "[video]\nshm_name = \"{}\"\nwidth = {w}\nheight = {h}\nfps = {}\nfallback_dir = \"{}\"\n\n[vision]\ndetections_shm_name = \"{}\"\n",
+                frames.name(),
+                args.fps.round() as u32,
+                dir.display(),
+                det_loc.name()
+            )
+            .as_bytes(),
+        )?;
+        let spec = SegmentSpec::frames(w, h, 3);
+        shm_core::create(&frames, &spec, CreateMode::ReplaceExisting)?;
+
+        // The feeder: renders and publishes like the video worker, stamping the capture time
+        // when a frame's rendering starts.
+        let stop = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let feeder = {
+            let (stop, published, frames) = (stop.clone(), published.clone(), frames.clone());
+            let (seed, fps) = (args.first_seed, args.fps);
+            std::thread::spawn(move || -> Result<()> {
+                let mut scene =
+                    Scene::new(SceneParams::new(w, h, seed).with_style(SceneStyle::varied(seed)))?;
+                let mut writer = Writer::open(&frames, &spec)?;
+                let mut buf = vec![0u8; scene.frame_len()];
+                let mut cache = RenderCache::new();
+                let period = Duration::from_secs_f64(1.0 / fps);
+                let mut next = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    let capture = shm_core::monotonic_ns();
+                    scene.step(period.as_secs_f64());
+                    scene.render_incremental(&mut buf, &mut cache)?;
+                    writer.publish(&buf, PublishMeta::bgr(w, h, capture))?;
+                    published.fetch_add(1, Ordering::SeqCst);
+                    next += period;
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    } else {
+                        next = Instant::now();
+                    }
+                }
+                Ok(())
+            })
+        };
+
+        let exe = std::env::current_exe()?.with_file_name("billiards-vision-worker");
+        if !exe.exists() {
+            bail!(
+                "{} not found: build it first (cargo build --release -p billiards-vision-worker)",
+                exe.display()
+            );
+        }
+        cleanup.child = Some(
+            Command::new(&exe)
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start {}", exe.display()))?,
+        );
+        let mut reader = Reader::attach(
+            &det_loc,
+            AttachOptions::new("vision-eval", Duration::from_secs(30)),
+        )?;
+        // Warm-up: the first frames include the first table detection.
+        let warm = Instant::now() + Duration::from_secs(2);
+        let end = warm + Duration::from_secs_f64(secs);
+        let (mut to_published, mut to_seen, mut detect) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        let published_at_start = AtomicU64::new(0);
+        let mut started = false;
+        while Instant::now() < end {
+            if !reader.wait_next(Duration::from_millis(200))? {
+                continue;
+            }
+            let Some(_) = reader.read_latest(&mut buf)? else {
+                continue;
+            };
+            let now = shm_core::monotonic_ns();
+            if Instant::now() < warm {
+                continue;
+            }
+            if !started {
+                started = true;
+                published_at_start.store(published.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
+            let d: DetectionsJson = serde_json::from_slice(&buf)?;
+            to_published.push(d.processed_ts_ns.saturating_sub(d.capture_ts_ns) as f64 * 1e-6);
+            to_seen.push(now.saturating_sub(d.capture_ts_ns) as f64 * 1e-6);
+            detect.push(d.detect_ms as f64);
+        }
+        let fed = published.load(Ordering::SeqCst) - published_at_start.load(Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        feeder
+            .join()
+            .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+        drop(cleanup);
+        let n = to_published.len();
+        println!(
+            "latency, worker binary, {w}x{h} at {} fps for {secs:.0} s: {n} detections for {fed} frames ({:.1} detections/s)",
+            args.fps,
+            n as f64 / secs
+        );
+        println!(
+            "  capture -> detections published: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            pct(&mut to_published, 0.5),
+            pct(&mut to_published, 0.99),
+            pct(&mut to_published, 1.0)
+        );
+        println!(
+            "  capture -> seen by a detections reader: p50 {:.2} ms, p99 {:.2} ms",
+            pct(&mut to_seen, 0.5),
+            pct(&mut to_seen, 0.99)
+        );
+        println!(
+            "  detect time in the worker: p50 {:.2} ms, p99 {:.2} ms",
+            pct(&mut detect, 0.5),
+            pct(&mut detect, 0.99)
+        );
+        Ok(())
+    }
 }

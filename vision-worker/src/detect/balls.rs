@@ -18,6 +18,8 @@
 
 use std::time::Instant;
 
+use tracing::trace;
+
 use opencv::core::{self, Mat, Point, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -114,7 +116,14 @@ pub(crate) struct BallBuffers {
 }
 
 /// Names of the timed stages of [`find_balls`].
-pub(crate) const STAGES: [&str; 6] = ["cloth model", "foreground", "morphology", "radius", "seeds+fits", "final fits"];
+pub(crate) const STAGES: [&str; 6] = [
+    "cloth model",
+    "foreground",
+    "morphology",
+    "radius",
+    "seeds+fits",
+    "final fits",
+];
 
 /// Bilinear BGR sample of a working image at `(x, y)` (clamped to the image).
 #[inline]
@@ -163,7 +172,11 @@ fn cloth_model(
                 continue;
             }
             inside += 1;
-            let (b, g, r) = (row[3 * x] as f32, row[3 * x + 1] as f32, row[3 * x + 2] as f32);
+            let (b, g, r) = (
+                row[3 * x] as f32,
+                row[3 * x + 1] as f32,
+                row[3 * x + 2] as f32,
+            );
             if b + g + r < lo || cl.chroma_dist2(b, g, r) >= tol2 {
                 continue;
             }
@@ -261,7 +274,10 @@ fn model_row(model: &ClothModel, y: usize, rw: usize, row: &mut Vec<[f32; 3]>) {
     let fy = gy - iy as f32;
     let iy1 = (iy + 1).min(model.gh - 1);
     // The two grid rows blended once; then each pixel blends two neighbours of that.
-    let (top, bot) = (&model.means[iy * model.gw..(iy + 1) * model.gw], &model.means[iy1 * model.gw..(iy1 + 1) * model.gw]);
+    let (top, bot) = (
+        &model.means[iy * model.gw..(iy + 1) * model.gw],
+        &model.means[iy1 * model.gw..(iy1 + 1) * model.gw],
+    );
     let mut v = [[0.0f32; 3]; 160];
     let gw = model.gw.min(v.len());
     for i in 0..gw {
@@ -276,7 +292,11 @@ fn model_row(model: &ClothModel, y: usize, rw: usize, row: &mut Vec<[f32; 3]>) {
         let fx = gx - ix as f32;
         let ix1 = (ix + 1).min(gw - 1);
         let (a, b) = (v[ix], v[ix1]);
-        row.push([a[0] + (b[0] - a[0]) * fx, a[1] + (b[1] - a[1]) * fx, a[2] + (b[2] - a[2]) * fx]);
+        row.push([
+            a[0] + (b[0] - a[0]) * fx,
+            a[1] + (b[1] - a[1]) * fx,
+            a[2] + (b[2] - a[2]) * fx,
+        ]);
     }
 }
 
@@ -295,7 +315,6 @@ pub(crate) fn find_balls(
     bufs.prof[0] += lap.elapsed().as_nanos() as u64;
     lap = Instant::now();
 
-
     // Noise of the cloth: the spread of the colour-direction angle on cloth pixels.
     bufs.angles.clear();
     let mut mags = Vec::with_capacity(1024);
@@ -306,7 +325,11 @@ pub(crate) fn find_balls(
             if bufs.candidate[y * rw + x] == 0 {
                 continue;
             }
-            let p = [row[3 * x] as f32, row[3 * x + 1] as f32, row[3 * x + 2] as f32];
+            let p = [
+                row[3 * x] as f32,
+                row[3 * x + 1] as f32,
+                row[3 * x + 2] as f32,
+            ];
             let c = bufs.row[x];
             let cc = c[0] * c[0] + c[1] * c[1] + c[2] * c[2];
             let pc = p[0] * c[0] + p[1] * c[1] + p[2] * c[2];
@@ -324,12 +347,14 @@ pub(crate) fn find_balls(
     model.noise = median(&mut mags).unwrap_or(2.0) / 1.18;
     let theta_t = (4.0 * theta_med / 1.18).max(0.07);
     let theta_t2 = theta_t * theta_t;
-    if debug_enabled() {
-        eprintln!("theta_med {theta_med:.4} theta_t {theta_t:.3} noise {:.2} cloth {:?} frac {cloth_fraction:.2}", model.noise, table.cloth);
-    }
+    trace!(
+        theta_med,
+        theta_t,
+        noise = model.noise,
+        cloth_fraction,
+        "cloth model"
+    );
     let (s_lo, s_hi) = (0.42f32, 1.6f32);
-    let s_hi_k = tune("VT_SHK", 0.0);
-    let s_hi_min = tune("VT_SHMIN", 0.2);
     let noise = model.noise;
 
     bufs.fg.clear();
@@ -346,16 +371,24 @@ pub(crate) fn find_balls(
             if mrow[x] == 0 {
                 continue;
             }
-            let p = [row[3 * x] as f32, row[3 * x + 1] as f32, row[3 * x + 2] as f32];
+            let p = [
+                row[3 * x] as f32,
+                row[3 * x + 1] as f32,
+                row[3 * x + 2] as f32,
+            ];
             let c = bufs.row[x];
             let cc = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).max(1.0);
             let pc = p[0] * c[0] + p[1] * c[1] + p[2] * c[2];
             let s = pc / cc;
             let pp = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
-            let sin2 = if pp > 1.0 { 1.0 - pc * pc / (pp * cc) } else { 0.0 };
+            let sin2 = if pp > 1.0 {
+                1.0 - pc * pc / (pp * cc)
+            } else {
+                0.0
+            };
             // Brighter than the local cloth by more than its noise and texture allow: the lit
             // side of a ball of the cloth's own colour (lamp pools are in the model).
-            let s_hi = if s_hi_k > 0.0 { 1.0 + (s_hi_k * noise / cc.sqrt()).max(s_hi_min) } else { s_hi };
+            let s_hi = (1.0 + (5.0 * noise / cc.sqrt()).max(0.25)).min(s_hi);
             if !(s_lo..=s_hi).contains(&s) || sin2 > theta_t2 {
                 frow[x] = 255;
                 drow[x] = u8::from(s < s_lo);
@@ -368,7 +401,11 @@ pub(crate) fn find_balls(
     // Close pinholes (highlights, number circles in noise), then label and measure depth.
     {
         let src = Mat::new_rows_cols_with_data::<u8>(rh as i32, rw as i32, &bufs.fg)?;
-        let k3 = imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(3, 3), Point::new(-1, -1))?;
+        let k3 = imgproc::get_structuring_element(
+            imgproc::MORPH_RECT,
+            Size::new(3, 3),
+            Point::new(-1, -1),
+        )?;
         imgproc::morphology_ex(
             &src,
             &mut bufs.closed,
@@ -385,7 +422,11 @@ pub(crate) fn find_balls(
     {
         let r_prior = table.long_side / 80.0;
         let k = if r_prior >= 5.0 { 5 } else { 3 };
-        let kernel = imgproc::get_structuring_element(imgproc::MORPH_ELLIPSE, Size::new(k, k), Point::new(-1, -1))?;
+        let kernel = imgproc::get_structuring_element(
+            imgproc::MORPH_ELLIPSE,
+            Size::new(k, k),
+            Point::new(-1, -1),
+        )?;
         imgproc::morphology_ex(
             &bufs.closed,
             &mut bufs.opened,
@@ -397,10 +438,13 @@ pub(crate) fn find_balls(
             imgproc::morphology_default_border_value()?,
         )?;
     }
-    if debug_enabled() {
-        let _ = opencv::imgcodecs::imwrite("/tmp/ve/fg.png", &bufs.opened, &opencv::core::Vector::new());
-    }
-    imgproc::distance_transform(&bufs.opened, &mut bufs.dt, imgproc::DIST_L2, imgproc::DIST_MASK_5, core::CV_32F)?;
+    imgproc::distance_transform(
+        &bufs.opened,
+        &mut bufs.dt,
+        imgproc::DIST_L2,
+        imgproc::DIST_MASK_5,
+        core::CV_32F,
+    )?;
     let n = imgproc::connected_components_with_stats(
         &bufs.opened,
         &mut bufs.labels,
@@ -415,7 +459,10 @@ pub(crate) fn find_balls(
     // Ball radius: the table size bounds it (7 to 9 ft tables and cushions); circle fits of
     // round, isolated blobs measure it; the blob areas (biased by shadows) are the fallback.
     let r_prior = table.long_side / (2.0 * 40.0);
-    let (r_lo, r_hi) = (table.long_side / (2.0 * 52.0), table.long_side / (2.0 * 30.0));
+    let (r_lo, r_hi) = (
+        table.long_side / (2.0 * 52.0),
+        table.long_side / (2.0 * 30.0),
+    );
     let dt = bufs.dt.data_typed::<f32>()?;
     let mut area_radii = Vec::new();
     let mut fit_radii = Vec::new();
@@ -431,7 +478,10 @@ pub(crate) fn find_balls(
         let r = (area / std::f32::consts::PI).sqrt();
         let aspect = bw as f32 / bh.max(1) as f32;
         let fill = area / (bw * bh).max(1) as f32;
-        if !((r_lo * 0.85..=r_hi * 1.15).contains(&r) && (0.75..=1.33).contains(&aspect) && (0.6..=0.9).contains(&fill)) {
+        if !((r_lo * 0.85..=r_hi * 1.15).contains(&r)
+            && (0.75..=1.33).contains(&aspect)
+            && (0.6..=0.9).contains(&fill))
+        {
             continue;
         }
         area_radii.push(r);
@@ -450,22 +500,34 @@ pub(crate) fn find_balls(
         }
         let (sx, sy) = ((best.1 + x0) as f32, (best.2 + y0) as f32);
         let r0 = r.clamp(r_lo, r_hi);
-        if let Some(f) = refine(img, w, h, (sx, sy, r0), r0, (0.85 * r_lo, 1.15 * r_hi), 0.0, 2, &model, &mut bufs.pts, &mut bufs.wts) {
+        if let Some(f) = refine(
+            img,
+            w,
+            h,
+            (sx, sy, r0),
+            r0,
+            (0.85 * r_lo, 1.15 * r_hi),
+            0.0,
+            2,
+            &model,
+            &mut bufs.pts,
+            &mut bufs.wts,
+        ) {
             if f.support >= 0.7 && f.rms <= 0.1 * f.r {
                 fit_radii.push(f.r);
             }
         }
     }
     let r_est = match (median(&mut fit_radii), radius_hint, median(&mut area_radii)) {
-        (Some(m), Some(hint), _) if fit_radii.len() < 3 && (r_lo..=r_hi).contains(&hint) => 0.5 * (m + hint),
+        (Some(m), Some(hint), _) if fit_radii.len() < 3 && (r_lo..=r_hi).contains(&hint) => {
+            0.5 * (m + hint)
+        }
         (Some(m), _, _) => m,
         (None, Some(hint), _) if (r_lo..=r_hi).contains(&hint) => hint,
         (None, _, Some(a)) => a.clamp(r_lo, r_hi),
         _ => r_prior,
     };
-    if debug_enabled() {
-        eprintln!("radius: prior {r_prior:.2} [{r_lo:.2}, {r_hi:.2}] fits {fit_radii:?} est {r_est:.2}");
-    }
+    trace!(r_prior, r_lo, r_hi, ?fit_radii, r_est, "ball radius");
 
     bufs.prof[3] += lap.elapsed().as_nanos() as u64;
     lap = Instant::now();
@@ -511,24 +573,42 @@ pub(crate) fn find_balls(
     for (f0, edge_blob) in first {
         let bounds = (0.82 * r_ball, 1.2 * r_ball);
         // A clean outline of about the common radius needs no second look.
-        let clean = f0.support >= 0.9 && f0.rms <= 0.06 * f0.r && (f0.r / r_ball - 1.0).abs() <= 0.05;
+        let clean =
+            f0.support >= 0.9 && f0.rms <= 0.06 * f0.r && (f0.r / r_ball - 1.0).abs() <= 0.05;
         let refit = if clean {
             Some(f0)
         } else {
-            refine(img, w, h, (f0.x, f0.y, r_ball), r_ball, bounds, 2.0, 1, &model, pts, wts)
+            refine(
+                img,
+                w,
+                h,
+                (f0.x, f0.y, r_ball),
+                r_ball,
+                bounds,
+                2.0,
+                1,
+                &model,
+                pts,
+                wts,
+            )
         };
         let Some(f) = refit else {
             continue;
         };
         // A radius pinned at a bound means the edges belong to something else.
         let pinned = f.r <= bounds.0 + 0.01 || f.r >= bounds.1 - 0.01;
-        if debug_enabled() {
-            eprintln!(
-                "cand {:.1},{:.1} r {:.2}/{:.2} sup {:.2} rms {:.2} pinned {pinned} edge_blob {edge_blob} inside {:.1}",
-                f.x, f.y, f.r, r_ball, f.support, f.rms, convex_inside_dist(&table.hull, [f.x, f.y])
-            );
-        }
-        if f.support < tune("VT_SUP", 0.4) || f.rms > tune("VT_RMS", 0.2) * f.r || pinned {
+        trace!(
+            x = f.x,
+            y = f.y,
+            r = f.r,
+            r_ball,
+            support = f.support,
+            rms = f.rms,
+            pinned,
+            edge_blob,
+            "candidate"
+        );
+        if f.support < 0.45 || f.rms > 0.2 * f.r || pinned {
             continue;
         }
         // In a blob that is open to the table's rim (a pocket, or a ball frozen to the
@@ -551,6 +631,11 @@ pub(crate) fn find_balls(
             continue;
         }
         if coverage(closed, x0, y0, rw, rh, f.x, f.y, 0.7 * f.r) < 0.6 {
+            continue;
+        }
+        // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
+        // the pocket's darkness just around it.
+        if ring_coverage(&bufs.dark, x0, y0, rw, rh, f.x, f.y, 1.2 * f.r, 1.6 * f.r) > 0.4 {
             continue;
         }
         if kept
@@ -590,9 +675,16 @@ struct SeedCtx<'a> {
 
 /// Seeds every component for balls of radius `r_est` and fits each seed loosely; returns the
 /// fits and whether their component is open to the table's rim.
-fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Result<Vec<(Found, bool)>, DetectError> {
+fn seed_and_fit(
+    ctx: &mut SeedCtx<'_>,
+    stats: &Mat,
+    n: i32,
+    r_est: f32,
+) -> Result<Vec<(Found, bool)>, DetectError> {
     let (x0, y0, rw, rh) = ctx.table.roi;
-    let (img, w, h, table, model, dt, labels, dark) = (ctx.img, ctx.w, ctx.h, ctx.table, ctx.model, ctx.dt, ctx.labels, ctx.dark);
+    let (img, w, h, table, model, dt, labels, dark) = (
+        ctx.img, ctx.w, ctx.h, ctx.table, ctx.model, ctx.dt, ctx.labels, ctx.dark,
+    );
     let mut first: Vec<(Found, bool)> = Vec::new();
     let ball_area = std::f32::consts::PI * r_est * r_est;
     for l in 1..n {
@@ -615,7 +707,7 @@ fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Resul
         for y in by..by + bh {
             for x in bx..bx + bw {
                 let i = y * rw + x;
-                if labels[i] != l as i32 {
+                if labels[i] != l {
                     continue;
                 }
                 dark_px += usize::from(dark[i] != 0);
@@ -638,7 +730,12 @@ fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Resul
                 'n: for dy in -1i32..=1 {
                     for dx in -1i32..=1 {
                         let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                        if (dx == 0 && dy == 0) || nx < 0 || ny < 0 || nx >= rw as i32 || ny >= rh as i32 {
+                        if (dx == 0 && dy == 0)
+                            || nx < 0
+                            || ny < 0
+                            || nx >= rw as i32
+                            || ny >= rh as i32
+                        {
                             continue;
                         }
                         if dt[ny as usize * rw + nx as usize] > v {
@@ -660,7 +757,18 @@ fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Resul
         if area > 2.5 * ball_area {
             // A cluster: balls inside it have no cloth around them and no distance-transform
             // peak, but their outlines against their neighbours vote for their centres.
-            vote_seeds(img, w, (bx + x0, by + y0, bw, bh), r_est, model.noise, (x0, y0), 0.33, None, ctx.votes, ctx.seeds);
+            vote_seeds(
+                img,
+                w,
+                (bx + x0, by + y0, bw, bh),
+                r_est,
+                model.noise,
+                (x0, y0),
+                0.33,
+                None,
+                ctx.votes,
+                ctx.seeds,
+            );
         }
         ctx.seeds.sort_by(|a, b| b.0.total_cmp(&a.0));
         // Non-maximum suppression within each kind of seed: a distance-transform peak between
@@ -678,12 +786,32 @@ fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Resul
                 accepted.push((fx, fy, voted));
             }
         }
-        if debug_enabled() {
-            eprintln!("blob {l} area {area} box {bx},{by} {bw}x{bh} contact {contact} seeds {accepted:?}");
-        }
+        trace!(
+            label = l,
+            area,
+            bx,
+            by,
+            bw,
+            bh,
+            contact,
+            seeds = accepted.len(),
+            "blob"
+        );
         for (sx, sy, _) in accepted {
             let bounds = (0.7 * r_est, 1.4 * r_est);
-            if let Some(f) = refine(img, w, h, (sx, sy, r_est), r_est, bounds, 0.5, 2, model, ctx.pts, ctx.wts) {
+            if let Some(f) = refine(
+                img,
+                w,
+                h,
+                (sx, sy, r_est),
+                r_est,
+                bounds,
+                0.5,
+                2,
+                model,
+                ctx.pts,
+                ctx.wts,
+            ) {
                 first.push((f, edge_blob));
             }
         }
@@ -697,6 +825,7 @@ fn seed_and_fit(ctx: &mut SeedCtx<'_>, stats: &Mat, n: i32, r_est: f32) -> Resul
 /// radius along its gradient, both ways; local maxima with at least `min_votes` of a full
 /// circle's votes are seeds. Seeds are in ROI coordinates (`(rx0, ry0)` is the ROI origin)
 /// like the distance-transform ones, ranked after them (negative rank, stronger first).
+#[allow(clippy::too_many_arguments)]
 fn vote_seeds(
     img: &[u8],
     w: usize,
@@ -772,14 +901,14 @@ fn vote_seeds(
             if gx < bx || gy < by || gx >= bx + bw || gy >= by + bh {
                 continue;
             }
-            let v = sum3(&votes, x, y);
+            let v = sum3(votes, x, y);
             if v < thr {
                 continue;
             }
             let mut is_max = true;
             'n: for j in y - 1..=y + 1 {
                 for i in x - 1..=x + 1 {
-                    if (i != x || j != y) && sum3(&votes, i, j) > v {
+                    if (i != x || j != y) && sum3(votes, i, j) > v {
                         is_max = false;
                         break 'n;
                     }
@@ -793,15 +922,19 @@ fn vote_seeds(
     }
 }
 
-fn debug_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("VISION_DEBUG").is_some())
-}
-
 /// Fraction of foreground pixels of `mask` (ROI-sized) within `r` of `(cx, cy)` (working
 /// coordinates).
 #[allow(clippy::too_many_arguments)]
-fn coverage(mask: &[u8], x0: usize, y0: usize, rw: usize, rh: usize, cx: f32, cy: f32, r: f32) -> f32 {
+fn coverage(
+    mask: &[u8],
+    x0: usize,
+    y0: usize,
+    rw: usize,
+    rh: usize,
+    cx: f32,
+    cy: f32,
+    r: f32,
+) -> f32 {
     let (lx, ly) = (cx - x0 as f32, cy - y0 as f32);
     let xa = (lx - r).floor().max(0.0) as usize;
     let xb = ((lx + r).ceil().max(0.0) as usize).min(rw - 1);
@@ -845,6 +978,50 @@ fn cloth_distance(p: [f32; 3], c: [f32; 3], inv_cc: f32) -> f32 {
     ((p[0] - s * c[0]).powi(2) + (p[1] - s * c[1]).powi(2) + (p[2] - s * c[2]).powi(2)).sqrt()
 }
 
+/// Fraction of set pixels of `mask` (ROI-sized) in the ring between `r_in` and `r_out` around
+/// `(cx, cy)` (working coordinates); pixels outside the ROI count as unset.
+#[allow(clippy::too_many_arguments)]
+fn ring_coverage(
+    mask: &[u8],
+    x0: usize,
+    y0: usize,
+    rw: usize,
+    rh: usize,
+    cx: f32,
+    cy: f32,
+    r_in: f32,
+    r_out: f32,
+) -> f32 {
+    let (lx, ly) = (cx - x0 as f32, cy - y0 as f32);
+    let (mut n, mut on) = (0u32, 0u32);
+    let ya = (ly - r_out).floor() as i64;
+    let yb = (ly + r_out).ceil() as i64;
+    let xa = (lx - r_out).floor() as i64;
+    let xb = (lx + r_out).ceil() as i64;
+    for y in ya..=yb {
+        for x in xa..=xb {
+            let d2 = (x as f32 - lx).powi(2) + (y as f32 - ly).powi(2);
+            if d2 < r_in * r_in || d2 > r_out * r_out {
+                continue;
+            }
+            n += 1;
+            if x >= 0
+                && y >= 0
+                && (x as usize) < rw
+                && (y as usize) < rh
+                && mask[y as usize * rw + x as usize] != 0
+            {
+                on += 1;
+            }
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        on as f32 / n as f32
+    }
+}
+
 /// Refines a circle estimate `(x, y, r)`: `rounds` rounds of edge search along rays and a
 /// robust fit with the radius pulled towards `r_prior` (weight `lambda`) within `bounds`.
 ///
@@ -879,7 +1056,11 @@ fn refine(
         wts.clear();
         let (t0, t1) = (0.45 * r_prior, 1.6 * r_prior);
         let n_t = (((t1 - t0) / step) as usize + 1).min(96);
-        let sigma = if round == 0 && rounds > 1 { 0.35 * r_prior } else { 0.2 * r_prior };
+        let sigma = if round == 0 && rounds > 1 {
+            0.35 * r_prior
+        } else {
+            0.2 * r_prior
+        };
         let inv_2s2 = 1.0 / (2.0 * sigma * sigma);
         // The radius prior is the same along every ray.
         let mut prior = [0.0f32; 96];
@@ -937,22 +1118,37 @@ fn refine(
             // Sub-sample peak by a parabola through the neighbours.
             let (a0, a1, a2) = (scores[i - 1], scores[i], scores[i + 1]);
             let den = a0 - 2.0 * a1 + a2;
-            let off = if den < 0.0 { (0.5 * (a0 - a2) / den).clamp(-0.5, 0.5) } else { 0.0 };
+            let off = if den < 0.0 {
+                (0.5 * (a0 - a2) / den).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            };
             let t = t0 + (i as f32 + off) * step;
             pts.push([cx + t * dx, cy + t * dy]);
             wts.push(weight);
         }
-        let Some(f) = fit_circle(pts, wts, (cx, cy, cr), r_prior, lambda, bounds.0, bounds.1, 0.6) else {
-            if debug_enabled() {
-                eprintln!("refine {sx},{sy}: no fit with {} edge points", pts.len());
-            }
+        let Some(f) = fit_circle(
+            pts,
+            wts,
+            (cx, cy, cr),
+            r_prior,
+            lambda,
+            bounds.0,
+            bounds.1,
+            0.6,
+        ) else {
+            trace!(sx, sy, edges = pts.len(), "refine: no circle fits");
             return None;
         };
         // A seed that wandered more than a radius was not this ball's.
         if (f.x - sx).powi(2) + (f.y - sy).powi(2) > (1.2 * r_prior).powi(2) {
-            if debug_enabled() {
-                eprintln!("refine {sx},{sy}: wandered to {:.1},{:.1}", f.x, f.y);
-            }
+            trace!(
+                sx,
+                sy,
+                x = f.x,
+                y = f.y,
+                "refine: the fit wandered off the seed"
+            );
             return None;
         }
         cx = f.x;
@@ -977,8 +1173,4 @@ pub(crate) fn median(v: &mut [f32]) -> Option<f32> {
     }
     let mid = v.len() / 2;
     Some(*v.select_nth_unstable_by(mid, f32::total_cmp).1)
-}
-
-fn tune(name: &str, default: f32) -> f32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -5,25 +5,7 @@
 //! White and dark are judged against the cloth right next to the ball, so a dim frame or a
 //! lamp pool changes nothing; "neutral" allows for the sensor noise measured on the cloth.
 
-use crate::model::BallKind;
-
-/// Per-ball pixel statistics, exposed for diagnostics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct KindFeatures {
-    /// Fraction of white pixels.
-    pub white: f32,
-    /// Fraction of dark, neutral pixels.
-    pub dark: f32,
-    /// Fraction of saturated pixels.
-    pub colour: f32,
-    /// Fraction of saturated pixels in the outer ring (a stripe seen from its pole shows its
-    /// band only there).
-    pub ring_colour: f32,
-    /// Whether the white pixels lie on two opposite sides of the centre.
-    pub two_sided: bool,
-    /// Pixels examined.
-    pub n: u32,
-}
+use crate::model::{BallKind, KindFeatures};
 
 /// Outer limit of the examined disc, in radii (the rim itself mixes with the cloth).
 const DISC: f32 = 0.9;
@@ -53,7 +35,7 @@ pub(crate) fn features(
     let ya = (cy - rr).floor().max(0.0) as usize;
     let yb = ((cy + rr).ceil().max(0.0) as usize).min(h.saturating_sub(1));
     let (mut n, mut nw, mut nd, mut nc) = (0u32, 0u32, 0u32, 0u32);
-    let (mut ring_n, mut ring_c) = (0u32, 0u32);
+    let (mut ring_n, mut ring_c, mut ring_w) = (0u32, 0u32, 0u32);
     let mut white_pos: Vec<(f32, f32)> = Vec::new();
     for y in ya..=yb {
         for x in xa..=xb {
@@ -82,6 +64,7 @@ pub(crate) fn features(
             let chroma = mx - mn;
             if chroma <= 0.22 * mx + 2.0 * noise && mx >= 0.6 * vc {
                 nw += 1;
+                ring_w += u32::from(in_ring);
                 white_pos.push((dx / r, dy / r));
             } else if mx < 0.5 * vc && chroma <= 0.45 * mx + 2.0 * noise {
                 nd += 1;
@@ -122,6 +105,7 @@ pub(crate) fn features(
         dark: nd as f32 / nf,
         colour: nc as f32 / nf,
         ring_colour: ring_c as f32 / ring_n.max(1) as f32,
+        ring_white: ring_w as f32 / ring_n.max(1) as f32,
         two_sided,
         n,
     }
@@ -132,13 +116,18 @@ pub(crate) fn decide(f: &KindFeatures) -> BallKind {
     if f.n < 8 {
         return BallKind::Unknown;
     }
-    if f.dark >= 0.4 && f.colour < 0.25 {
+    // No other ball has dark, neutral pixels beyond a shadowed sliver.
+    if f.dark >= 0.3 && f.dark >= f.colour {
         return BallKind::Eight;
     }
     if f.white >= 0.55 && f.colour < 0.05 && f.ring_colour < 0.1 {
         return BallKind::Cue;
     }
-    if (f.white >= 0.28 && f.colour >= 0.05) || (f.white >= 0.08 && f.two_sided && f.colour >= 0.25) {
+    // A stripe's caps reach the rim; a solid's number circle facing the camera is central.
+    if (f.white >= 0.28 && f.colour >= 0.05)
+        || (f.white >= 0.15 && f.ring_white >= 0.15 && f.colour >= 0.05)
+        || (f.white >= 0.08 && f.two_sided && f.colour >= 0.25)
+    {
         return BallKind::Stripe;
     }
     if f.colour >= 0.35 {

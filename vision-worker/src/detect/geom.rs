@@ -86,7 +86,12 @@ pub(crate) fn order_corners(mut c: [P2; 4]) -> [P2; 4] {
     let start = (0..4)
         .min_by(|&i, &j| (c[i][0] + c[i][1]).total_cmp(&(c[j][0] + c[j][1])))
         .unwrap_or(0);
-    [c[start], c[(start + 1) % 4], c[(start + 2) % 4], c[(start + 3) % 4]]
+    [
+        c[start],
+        c[(start + 1) % 4],
+        c[(start + 2) % 4],
+        c[(start + 3) % 4],
+    ]
 }
 
 /// Result of a circle fit.
@@ -261,7 +266,10 @@ mod tests {
         pts[9] = [40.0, 10.0];
         let w = vec![1.0; pts.len()];
         let f = fit_circle(&pts, &w, (21.0, 29.0, 5.0), 6.0, 0.1, 3.0, 9.0, 0.5).unwrap();
-        assert!((f.x - 20.0).abs() < 0.01 && (f.y - 30.0).abs() < 0.01, "{f:?}");
+        assert!(
+            (f.x - 20.0).abs() < 0.01 && (f.y - 30.0).abs() < 0.01,
+            "{f:?}"
+        );
         assert!((f.r - 6.0).abs() < 0.01);
         assert_eq!(f.inliers, 30);
     }

@@ -17,7 +17,7 @@ use opencv::core::{Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-pub use classify::KindFeatures;
+pub use crate::model::KindFeatures;
 
 use crate::model::{Ball, FrameDetections, Table};
 use balls::{BallBuffers, BallStage};
@@ -92,11 +92,14 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn to_full(&self, p: [f32; 2]) -> [f32; 2] {
-        let (kx, ky) = (self.fw as f32 / self.ww as f32, self.fh as f32 / self.wh as f32);
+    fn to_full(self, p: [f32; 2]) -> [f32; 2] {
+        let (kx, ky) = (
+            self.fw as f32 / self.ww as f32,
+            self.fh as f32 / self.wh as f32,
+        );
         [(p[0] + 0.5) * kx - 0.5, (p[1] + 0.5) * ky - 0.5]
     }
-    fn scale(&self) -> f32 {
+    fn scale(self) -> f32 {
         self.fw as f32 / self.ww as f32
     }
 }
@@ -140,9 +143,9 @@ impl Detector {
         let Some(mut stage) = self.run_balls(&g)? else {
             return Ok(FrameDetections::default());
         };
-        if !self.last_table_redetected
-            && stage.cloth_fraction < (0.75 * self.table_cloth_fraction).min(0.5)
-        {
+        // All sixteen balls cover about 1% of the cloth: a drop of 6% means the cloth is no
+        // longer where the table was (the camera or the table moved).
+        if !self.last_table_redetected && stage.cloth_fraction < self.table_cloth_fraction - 0.06 {
             // The cloth is no longer where the table was: it moved (or the view changed).
             self.redetect_table(&g)?;
             match self.run_balls(&g)? {
@@ -161,7 +164,7 @@ impl Detector {
         let g = self.prepare(frame)?;
         self.redetect_table(&g)?;
         Ok(self.table.as_ref().map(|t| Table {
-            corners: t.corners.map(|c| g.to_full(c)),
+            corners: t.playing.map(|c| g.to_full(c)),
         }))
     }
 
@@ -177,7 +180,13 @@ impl Detector {
 
     /// Pixel statistics behind the kind of a ball at full-frame `(x, y)` with radius `r`,
     /// judged against the table found last.
-    pub fn kind_features<F: Frame>(&mut self, frame: &F, x: f32, y: f32, r: f32) -> Result<KindFeatures, DetectError> {
+    pub fn kind_features<F: Frame>(
+        &mut self,
+        frame: &F,
+        x: f32,
+        y: f32,
+        r: f32,
+    ) -> Result<KindFeatures, DetectError> {
         let g = self.prepare(frame)?;
         let Some(stage) = self.run_balls(&g)? else {
             return Ok(KindFeatures::default());
@@ -186,15 +195,32 @@ impl Detector {
         let wp = [(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5];
         let cloth = stage.cloth.at(wp[0], wp[1]);
         let data = frame.data_bytes()?;
-        Ok(classify::features(data, g.fw, g.fh, x, y, r, cloth, stage.cloth.noise * k))
+        Ok(classify::features(
+            data,
+            g.fw,
+            g.fh,
+            x,
+            y,
+            r,
+            cloth,
+            stage.cloth.noise * k,
+        ))
     }
 
     /// Mean time per frame of each stage since the detector was made (or the last
     /// [`Detector::reset_profile`]), in milliseconds: where the time goes.
     pub fn profile(&self) -> Vec<(&'static str, f64)> {
         let n = self.frames.max(1) as f64 * 1e6;
-        let mut out = vec![("resize", self.prof[0] as f64 / n), ("table", self.prof[1] as f64 / n)];
-        out.extend(balls::STAGES.iter().zip(self.bb.prof.iter()).map(|(s, &t)| (*s, t as f64 / n)));
+        let mut out = vec![
+            ("resize", self.prof[0] as f64 / n),
+            ("table", self.prof[1] as f64 / n),
+        ];
+        out.extend(
+            balls::STAGES
+                .iter()
+                .zip(self.bb.prof.iter())
+                .map(|(s, &t)| (*s, t as f64 / n)),
+        );
         out.push(("classify", self.prof[2] as f64 / n));
         out
     }
@@ -223,17 +249,38 @@ impl Detector {
         }
         let (fw, fh) = (frame.cols() as usize, frame.rows() as usize);
         if fw < 64 || fh < 48 {
-            return Err(DetectError::BadFrame(format!("{fw}x{fh} is too small (at least 64x48)")));
+            return Err(DetectError::BadFrame(format!(
+                "{fw}x{fh} is too small (at least 64x48)"
+            )));
         }
         if !frame.is_continuous() {
-            return Err(DetectError::BadFrame("frame rows are not contiguous".into()));
+            return Err(DetectError::BadFrame(
+                "frame rows are not contiguous".into(),
+            ));
         }
-        let factor = (fw as u32 / self.params.work_width.max(160)).max(1) as usize;
-        let (ww, wh) = (fw / factor, fh / factor);
-        if factor == 1 {
+        // Shrink to about `work_width` (area averaging also cuts the noise); frames up to a
+        // third wider are used as they are.
+        let target = self.params.work_width.max(160) as f32;
+        let factor = fw as f32 / target;
+        let (ww, wh) = if factor <= 1.33 {
+            (fw, fh)
+        } else {
+            (
+                target as usize,
+                ((fh as f32 / factor).round() as usize).max(1),
+            )
+        };
+        if ww == fw {
             frame.copy_to(&mut self.work)?;
         } else {
-            imgproc::resize(frame, &mut self.work, Size::new(ww as i32, wh as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+            imgproc::resize(
+                frame,
+                &mut self.work,
+                Size::new(ww as i32, wh as i32),
+                0.0,
+                0.0,
+                imgproc::INTER_AREA,
+            )?;
         }
         Ok(Geometry { fw, fh, ww, wh })
     }
@@ -247,10 +294,18 @@ impl Detector {
 
     fn redetect_table_inner(&mut self, g: &Geometry) -> Result<(), DetectError> {
         let (sw, sh) = (g.ww / 2, g.wh / 2);
-        imgproc::resize(&self.work, &mut self.small, Size::new(sw as i32, sh as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+        imgproc::resize(
+            &self.work,
+            &mut self.small,
+            Size::new(sw as i32, sh as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )?;
         let k = g.ww as f32 / sw as f32;
         let small = self.small.data_bytes()?;
-        let t = table::detect_table(small, sw, sh, k, g.ww, g.wh, &mut self.tb)?;
+        let work = self.work.data_bytes()?;
+        let t = table::detect_table(small, sw, sh, k, work, g.ww, g.wh, &mut self.tb)?;
         if let (Some(new), Some(old)) = (&t, &self.table) {
             if (new.long_side / old.long_side - 1.0).abs() > 0.05 {
                 self.radius_hint = None;
@@ -273,18 +328,33 @@ impl Detector {
         Ok(Some(stage))
     }
 
-    fn finish<F: Frame>(&mut self, frame: &F, g: &Geometry, stage: BallStage) -> Result<FrameDetections, DetectError> {
+    fn finish<F: Frame>(
+        &mut self,
+        frame: &F,
+        g: &Geometry,
+        stage: BallStage,
+    ) -> Result<FrameDetections, DetectError> {
         let t = Instant::now();
         let r = self.finish_inner(frame, g, stage);
         self.prof[2] += t.elapsed().as_nanos() as u64;
         r
     }
 
-    fn finish_inner<F: Frame>(&mut self, frame: &F, g: &Geometry, stage: BallStage) -> Result<FrameDetections, DetectError> {
+    fn finish_inner<F: Frame>(
+        &mut self,
+        frame: &F,
+        g: &Geometry,
+        stage: BallStage,
+    ) -> Result<FrameDetections, DetectError> {
         let Some(table) = &self.table else {
             return Ok(FrameDetections::default());
         };
-        let mut radii: Vec<f32> = stage.balls.iter().filter(|b| b.support > 0.6).map(|b| b.r).collect();
+        let mut radii: Vec<f32> = stage
+            .balls
+            .iter()
+            .filter(|b| b.support > 0.6)
+            .map(|b| b.r)
+            .collect();
         if let Some(m) = balls::median(&mut radii) {
             if radii.len() >= 3 {
                 self.radius_hint = Some(match self.radius_hint {
@@ -314,12 +384,14 @@ impl Detector {
                     radius: r,
                     kind: classify::decide(&f),
                     score: b.support,
+                    fit_rms: b.rms / b.r.max(1e-3),
+                    features: f,
                 }
             })
             .collect();
         Ok(FrameDetections {
             table: Some(Table {
-                corners: table.corners.map(|c| g.to_full(c)),
+                corners: table.playing.map(|c| g.to_full(c)),
             }),
             balls,
         })

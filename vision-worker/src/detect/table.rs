@@ -33,15 +33,17 @@ impl ClothRef {
         let s = b + g + r;
         let inv = 1.0 / s.max(1.0);
         let (cb, cg, cr) = (b * inv, g * inv, r * inv);
-        (cb - self.chroma[0]).powi(2) + (cg - self.chroma[1]).powi(2) + (cr - self.chroma[2]).powi(2)
+        (cb - self.chroma[0]).powi(2)
+            + (cg - self.chroma[1]).powi(2)
+            + (cr - self.chroma[2]).powi(2)
     }
 }
 
 /// The detected table, in working-image coordinates.
 #[derive(Debug, Clone)]
 pub(crate) struct TableModel {
-    /// Corners of the cloth region, clockwise from top-left.
-    pub corners: [P2; 4],
+    /// Corners of the playing surface (the cushion noses), clockwise from top-left.
+    pub playing: [P2; 4],
     /// Convex hull of the cloth region, clockwise.
     pub hull: Vec<P2>,
     /// The cloth colour.
@@ -77,7 +79,11 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
     for y in y0..y1 {
         let row = &img[y * w * 3..(y + 1) * w * 3];
         for x in x0..x1 {
-            let (b, g, r) = (row[3 * x] as f32, row[3 * x + 1] as f32, row[3 * x + 2] as f32);
+            let (b, g, r) = (
+                row[3 * x] as f32,
+                row[3 * x + 1] as f32,
+                row[3 * x + 2] as f32,
+            );
             let s = b + g + r;
             if s < 45.0 {
                 continue;
@@ -122,7 +128,11 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
         for y in (y0..y1).step_by(2) {
             let row = &img[y * w * 3..(y + 1) * w * 3];
             for x in (x0..x1).step_by(2) {
-                let (b, g, r) = (row[3 * x] as f32, row[3 * x + 1] as f32, row[3 * x + 2] as f32);
+                let (b, g, r) = (
+                    row[3 * x] as f32,
+                    row[3 * x + 1] as f32,
+                    row[3 * x + 2] as f32,
+                );
                 let s = b + g + r;
                 if s < 45.0 {
                     continue;
@@ -136,8 +146,10 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
                         n += 1;
                     }
                 } else {
-                    let d = ((cb - c_ref[0]).powi(2) + (cg - c_ref[1]).powi(2) + (cr - c_ref[2]).powi(2))
-                        .sqrt();
+                    let d = ((cb - c_ref[0]).powi(2)
+                        + (cg - c_ref[1]).powi(2)
+                        + (cr - c_ref[2]).powi(2))
+                    .sqrt();
                     if d < 0.15 {
                         dists.push((d, s));
                     }
@@ -177,11 +189,13 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
 
 /// Finds the table in `small` (a BGR image `k` times smaller than the working image of size
 /// `work_w` x `work_h`); every coordinate of the result is in working-image pixels.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn detect_table(
     small: &[u8],
     sw: usize,
     sh: usize,
     k: f32,
+    work: &[u8],
     work_w: usize,
     work_h: usize,
     bufs: &mut TableBuffers,
@@ -200,12 +214,26 @@ pub(crate) fn detect_table(
             *m = 255;
         }
     }
-    let k5 = imgproc::get_structuring_element(imgproc::MORPH_ELLIPSE, Size::new(5, 5), Point::new(-1, -1))?;
-    let k3 = imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(3, 3), Point::new(-1, -1))?;
+    let k5 = imgproc::get_structuring_element(
+        imgproc::MORPH_ELLIPSE,
+        Size::new(5, 5),
+        Point::new(-1, -1),
+    )?;
+    let k3 =
+        imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(3, 3), Point::new(-1, -1))?;
     let bv = imgproc::morphology_default_border_value()?;
     {
         let src = Mat::new_rows_cols_with_data::<u8>(sh as i32, sw as i32, &bufs.cloth)?;
-        imgproc::morphology_ex(&src, &mut bufs.closed, imgproc::MORPH_CLOSE, &k5, Point::new(-1, -1), 1, core::BORDER_CONSTANT, bv)?;
+        imgproc::morphology_ex(
+            &src,
+            &mut bufs.closed,
+            imgproc::MORPH_CLOSE,
+            &k5,
+            Point::new(-1, -1),
+            1,
+            core::BORDER_CONSTANT,
+            bv,
+        )?;
     }
     // Edges cut the cloth region: with a grey or nearly black cloth, rails and floor can have
     // its colour, but the cushion and the rail still meet it along a step. Smooth lighting
@@ -240,7 +268,16 @@ pub(crate) fn detect_table(
         }
         {
             let cut = Mat::new_rows_cols_with_data::<u8>(sh as i32, sw as i32, &bufs.cut)?;
-            imgproc::morphology_ex(&cut, &mut bufs.opened, imgproc::MORPH_OPEN, &k3, Point::new(-1, -1), 1, core::BORDER_CONSTANT, bv)?;
+            imgproc::morphology_ex(
+                &cut,
+                &mut bufs.opened,
+                imgproc::MORPH_OPEN,
+                &k3,
+                Point::new(-1, -1),
+                1,
+                core::BORDER_CONSTANT,
+                bv,
+            )?;
         }
         let n = imgproc::connected_components_with_stats(
             &bufs.opened,
@@ -263,7 +300,7 @@ pub(crate) fn detect_table(
             best = (0, 0);
             break;
         }
-        let st = |k: i32| bufs.stats.at_2d::<i32>(label, k).map(|v| *v);
+        let st = |k: i32| bufs.stats.at_2d::<i32>(label, k).copied();
         let (left, top, bw, bh) = (
             st(imgproc::CC_STAT_LEFT)?,
             st(imgproc::CC_STAT_TOP)?,
@@ -271,11 +308,13 @@ pub(crate) fn detect_table(
             st(imgproc::CC_STAT_HEIGHT)?,
         );
         best = (label, st(imgproc::CC_STAT_AREA)?);
-        let sides = [left <= 1, top <= 1, left + bw >= sw as i32 - 1, top + bh >= sh as i32 - 1];
-        if std::env::var_os("VISION_DEBUG").is_some() {
-            let _ = opencv::imgcodecs::imwrite("/tmp/ve/table.png", &bufs.opened, &opencv::core::Vector::new());
-            eprintln!("table: attempt {attempt} noise {noise:.2} g_thr {g_thr:.1} sides {sides:?} {cloth:?}");
-        }
+        let sides = [
+            left <= 1,
+            top <= 1,
+            left + bw >= sw as i32 - 1,
+            top + bh >= sh as i32 - 1,
+        ];
+        tracing::trace!(attempt, noise, g_thr, ?sides, ?cloth, "table region");
         if sides.iter().filter(|&&b| b).count() < 3 || g_thr <= g_floor {
             break;
         }
@@ -290,11 +329,14 @@ pub(crate) fn detect_table(
         .extend(labels.iter().map(|&l| if l == best.0 { 255u8 } else { 0 }));
     let comp = Mat::new_rows_cols_with_data::<u8>(sh as i32, sw as i32, &bufs.component)?;
     let mut contours: Vector<Vector<Point>> = Vector::new();
-    imgproc::find_contours(&comp, &mut contours, imgproc::RETR_EXTERNAL, imgproc::CHAIN_APPROX_NONE, Point::new(0, 0))?;
-    let Some(contour) = contours
-        .iter()
-        .max_by_key(|c| c.len())
-    else {
+    imgproc::find_contours(
+        &comp,
+        &mut contours,
+        imgproc::RETR_EXTERNAL,
+        imgproc::CHAIN_APPROX_NONE,
+        Point::new(0, 0),
+    )?;
+    let Some(contour) = contours.iter().max_by_key(|c| c.len()) else {
         return Ok(None);
     };
     let mut hull_pts: Vector<Point> = Vector::new();
@@ -319,11 +361,9 @@ pub(crate) fn detect_table(
     let outline: Vec<P2> = contour.iter().map(to_work).collect();
     // The rough quadrilateral of the hull, refined on the outline when its sides are straight
     // enough to fit.
-    if std::env::var_os("VISION_DEBUG").is_some() {
-        let q = quad_from_hull(&hull)?;
-        eprintln!("rough quad {:?}\nrefined {:?}\nhull {:?}", q, q.and_then(|q| refine_quad(q, &outline, 0.5 * k)), hull);
-    }
-    let Some(corners) = quad_from_hull(&hull)?.map(|q| refine_quad(q, &outline, 0.5 * k).unwrap_or(q)) else {
+    let Some(corners) =
+        quad_from_hull(&hull)?.map(|q| refine_quad(q, &outline, 0.5 * k).unwrap_or(q))
+    else {
         return Ok(None);
     };
     let hull_area = polygon_area(&hull);
@@ -331,6 +371,8 @@ pub(crate) fn detect_table(
     if !(0.9 * hull_area..=1.4 * hull_area).contains(&quad_area) {
         return Ok(None);
     }
+    // The cloth region may include the cushions; the playing surface ends at their noses.
+    let playing = nose_corners(work, work_w, work_h, &corners, 2.0 * noise);
     let side = |i: usize| {
         let (p, q) = (corners[i], corners[(i + 1) % 4]);
         ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()
@@ -357,13 +399,29 @@ pub(crate) fn detect_table(
     let grown = grow_convex(&hull, margin);
     let pts: Vector<Point> = grown
         .iter()
-        .map(|p| Point::new(((p[0] - x0 as f32) * 16.0).round() as i32, ((p[1] - y0 as f32) * 16.0).round() as i32))
+        .map(|p| {
+            Point::new(
+                ((p[0] - x0 as f32) * 16.0).round() as i32,
+                ((p[1] - y0 as f32) * 16.0).round() as i32,
+            )
+        })
         .collect();
-    let mut mask_mat = Mat::new_rows_cols_with_default(rh as i32, rw as i32, core::CV_8UC1, core::Scalar::all(0.0))?;
-    imgproc::fill_convex_poly(&mut mask_mat, &pts, core::Scalar::all(1.0), imgproc::LINE_8, 4)?;
+    let mut mask_mat = Mat::new_rows_cols_with_default(
+        rh as i32,
+        rw as i32,
+        core::CV_8UC1,
+        core::Scalar::all(0.0),
+    )?;
+    imgproc::fill_convex_poly(
+        &mut mask_mat,
+        &pts,
+        core::Scalar::all(1.0),
+        imgproc::LINE_8,
+        4,
+    )?;
     let mask = mask_mat.data_bytes()?.to_vec();
     Ok(Some(TableModel {
-        corners,
+        playing,
         hull,
         cloth,
         long_side,
@@ -381,7 +439,8 @@ fn pixel_noise(img: &[u8], w: usize, h: usize, cloth: &ClothRef) -> f32 {
         let row = &img[y * w * 3..(y + 1) * w * 3];
         for x in (w / 4..3 * w / 4 - 1).step_by(2) {
             let p = &row[3 * x..3 * x + 6];
-            let cloth_like = |q: &[u8]| cloth.chroma_dist2(q[0] as f32, q[1] as f32, q[2] as f32) < tol2;
+            let cloth_like =
+                |q: &[u8]| cloth.chroma_dist2(q[0] as f32, q[1] as f32, q[2] as f32) < tol2;
             if cloth_like(&p[0..3]) && cloth_like(&p[3..6]) {
                 diffs.push((p[1] as f32 - p[4] as f32).abs());
             }
@@ -405,7 +464,11 @@ fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
             let _ = probe;
             let c = centroid(poly);
             if l.dist([c.0, c.1]) > 0.0 {
-                l = Line { a: -l.a, b: -l.b, c: -l.c };
+                l = Line {
+                    a: -l.a,
+                    b: -l.b,
+                    c: -l.c,
+                };
             }
             l.c += d;
             Some(l)
@@ -416,7 +479,11 @@ fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
         match (lines[(i + n - 1) % n], lines[i]) {
             (Some(a), Some(b)) => match a.intersect(&b) {
                 // Nearly collinear neighbours: push the vertex straight out instead.
-                Some(p) if (p[0] - poly[i][0]).abs() + (p[1] - poly[i][1]).abs() < 4.0 * d + 4.0 => out.push(p),
+                Some(p)
+                    if (p[0] - poly[i][0]).abs() + (p[1] - poly[i][1]).abs() < 4.0 * d + 4.0 =>
+                {
+                    out.push(p)
+                }
                 _ => out.push([poly[i][0] + b.a * d, poly[i][1] + b.b * d]),
             },
             _ => out.push(poly[i]),
@@ -442,7 +509,9 @@ fn refine_quad(mut q: [P2; 4], outline: &[P2], grow: f32) -> Option<[P2; 4]> {
         let (a, b) = (q[i], q[(i + 1) % 4]);
         ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
     };
-    let short = (0..4).map(|i| side_len(&q, i)).fold(f32::INFINITY, f32::min);
+    let short = (0..4)
+        .map(|i| side_len(&q, i))
+        .fold(f32::INFINITY, f32::min);
     for band in [0.06f32, 0.03, 0.015] {
         let band = (band * short).max(1.5);
         let mut lines = [None; 4];
@@ -473,12 +542,19 @@ fn refine_quad(mut q: [P2; 4], outline: &[P2], grow: f32) -> Option<[P2; 4]> {
         q = next;
     }
     // Push every side out by `grow` along its outward normal.
-    let c = [q.iter().map(|p| p[0]).sum::<f32>() / 4.0, q.iter().map(|p| p[1]).sum::<f32>() / 4.0];
+    let c = [
+        q.iter().map(|p| p[0]).sum::<f32>() / 4.0,
+        q.iter().map(|p| p[1]).sum::<f32>() / 4.0,
+    ];
     let mut lines = [None; 4];
     for (i, slot) in lines.iter_mut().enumerate() {
         let mut l = Line::through(q[i], q[(i + 1) % 4])?;
         if l.dist(c) > 0.0 {
-            l = Line { a: -l.a, b: -l.b, c: -l.c };
+            l = Line {
+                a: -l.a,
+                b: -l.b,
+                c: -l.c,
+            };
         }
         l.c += grow;
         *slot = Some(l);
@@ -489,6 +565,111 @@ fn refine_quad(mut q: [P2; 4], outline: &[P2], grow: f32) -> Option<[P2; 4]> {
     }
     let out = order_corners(out);
     (polygon_area(&out) > 0.0).then_some(out)
+}
+
+/// Moves each side of the cloth region's quadrilateral inwards to the cushion's nose when
+/// there is one: the strongest brightness step parallel to the side within a tenth of the
+/// table's width, in the median profile of many cuts across the side (balls and pockets on a
+/// few cuts do not move a median). A side with no clear step (the region already ends at the
+/// nose) stays.
+fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32) -> [P2; 4] {
+    use super::balls::sample;
+    let side_len = |i: usize| {
+        let (a, b) = (q[i], q[(i + 1) % 4]);
+        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+    };
+    let short = (0..4).map(side_len).fold(f32::INFINITY, f32::min);
+    let reach = 0.1 * short;
+    let step = 0.5f32;
+    let n_k = ((reach / step) as usize).clamp(4, 128);
+    let c = [
+        q.iter().map(|p| p[0]).sum::<f32>() / 4.0,
+        q.iter().map(|p| p[1]).sum::<f32>() / 4.0,
+    ];
+    let mut lines = [None; 4];
+    for (i, slot) in lines.iter_mut().enumerate() {
+        let (a, b) = (q[i], q[(i + 1) % 4]);
+        let Some(mut line) = Line::through(a, b) else {
+            continue;
+        };
+        // Inward normal: towards the centre.
+        let (mut nx, mut ny) = (line.a, line.b);
+        if line.dist(c) < 0.0 {
+            nx = -nx;
+            ny = -ny;
+        }
+        let mut profiles: Vec<Vec<f32>> = Vec::with_capacity(32);
+        for j in 0..32 {
+            let t = 0.1 + 0.8 * (j as f32 + 0.5) / 32.0;
+            if (0.42..0.58).contains(&t) {
+                continue; // a side pocket
+            }
+            let (px, py) = (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]));
+            let prof: Vec<f32> = (0..n_k)
+                .map(|kk| {
+                    let d = kk as f32 * step;
+                    let v = sample(work, w, h, px + d * nx, py + d * ny);
+                    v[0] + v[1] + v[2]
+                })
+                .collect();
+            profiles.push(prof);
+        }
+        if profiles.len() < 8 {
+            continue;
+        }
+        let mut median = vec![0.0f32; n_k];
+        let mut col = Vec::with_capacity(profiles.len());
+        for (kk, m) in median.iter_mut().enumerate() {
+            col.clear();
+            col.extend(profiles.iter().map(|p| p[kk]));
+            let mid = col.len() / 2;
+            *m = *col.select_nth_unstable_by(mid, f32::total_cmp).1;
+        }
+        // Strongest step beyond the region's own edge (the first 1.5 px).
+        let bed = median[n_k - 1].max(1.0);
+        let mut best = (0.0f32, 0usize);
+        for kk in 3..n_k - 1 {
+            let g = (median[kk + 1] - median[kk - 1]).abs();
+            if g > best.0 {
+                best = (g, kk);
+            }
+        }
+        let (g, kk) = best;
+        if g < (0.08 * bed).max(6.0 * noise) {
+            continue;
+        }
+        // The bed beyond the step must be steady (not another edge: a ball row, a pocket).
+        let tail = &median[(kk + 2).min(n_k - 1)..];
+        let spread = tail.iter().fold(0.0f32, |m, v| m.max((v - bed).abs()));
+        if spread > 0.5 * g {
+            continue;
+        }
+        let d = kk as f32 * step;
+        line.c += if line.a * nx + line.b * ny > 0.0 {
+            d
+        } else {
+            -d
+        };
+        *slot = Some(line);
+    }
+    let mut out = *q;
+    let all: Vec<Line> = (0..4)
+        .map(|i| lines[i].or_else(|| Line::through(q[i], q[(i + 1) % 4])))
+        .collect::<Option<Vec<Line>>>()
+        .unwrap_or_default();
+    if all.len() == 4 {
+        for i in 0..4 {
+            if let Some(p) = all[(i + 3) % 4].intersect(&all[i]) {
+                out[i] = p;
+            }
+        }
+    }
+    let out = order_corners(out);
+    if polygon_area(&out) > 0.5 * polygon_area(q) {
+        out
+    } else {
+        *q
+    }
 }
 
 /// Total-least-squares line through `pts` with Huber reweighting (1 px).
