@@ -16,6 +16,8 @@ build-release: deps
 
 # Starts the supervisor in the foreground on the built-in synthetic camera; Ctrl-C stops it.
 run: build-release
+	@listen=$$(./target/release/billiards-supervisor check-config $(if $(CONFIG),--config $(CONFIG),) | sed -n 's/^listen = "\(.*\)"$$/\1/p'); \
+	  echo "dashboard: http://$$listen/   (status: ./target/release/billiards-supervisor status; Ctrl-C stops the tree)"
 	./target/release/billiards-supervisor start $(if $(CONFIG),--config $(CONFIG),)
 
 fmt-check:

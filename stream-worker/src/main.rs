@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // By default a failed log write is reported with eprintln!, which panics when stderr
+        // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

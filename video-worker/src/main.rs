@@ -36,6 +36,9 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // By default a failed log write is reported with eprintln!, which panics when stderr
+        // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -419,3 +419,37 @@ fn a_second_tree_with_the_same_segment_names_refuses_and_leaves_the_first_alone(
         Some(0)
     );
 }
+
+#[test]
+fn a_closed_log_pipe_does_not_take_the_supervisor_down() {
+    let env = TestEnv::new("closedpipe");
+    let cfg = env.write_config(&env.config());
+    // As in `billiards-supervisor start 2>&1 | head`: the reader of the logs goes away.
+    let mut child = std::process::Command::new(billiards_tests::binary("billiards-supervisor"))
+        .arg("start")
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    env.wait_running(START);
+    // Logging goes on (worker lines, status) while nobody reads it.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the supervisor died with its log pipe closed"
+    );
+    billiards_tests::signal(child.id(), libc::SIGTERM);
+    let code = billiards_tests::wait_for(Duration::from_secs(10), || child.try_wait().unwrap())
+        .and_then(|s| s.code());
+    assert_eq!(code, Some(0));
+    assert!(
+        env.leftover_segments().is_empty(),
+        "{:?}",
+        env.leftover_segments()
+    );
+    assert!(!env.socket.exists());
+}
