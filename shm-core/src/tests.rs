@@ -64,7 +64,13 @@ fn write_read_cycle() {
         None,
         "nothing published yet"
     );
+    let started = std::time::Instant::now();
     assert!(!r.wait_next(Duration::from_millis(20)).unwrap());
+    assert!(
+        started.elapsed() >= Duration::from_millis(20),
+        "wait_next returned before its timeout"
+    );
+    assert!(!r.wait_next(Duration::ZERO).unwrap());
     for n in 1..=10u64 {
         let f = frame(64, 48, n);
         assert_eq!(
@@ -73,6 +79,10 @@ fn write_read_cycle() {
             n
         );
         assert!(r.wait_next(T).unwrap());
+        assert!(
+            r.wait_next(Duration::ZERO).unwrap(),
+            "a zero timeout still reports the unread frame"
+        );
         let m = r.read_latest(&mut buf).unwrap().unwrap();
         assert_eq!(m.frame_number, n);
         assert_eq!(
