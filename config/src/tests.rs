@@ -193,6 +193,10 @@ fn rules_on_vision_stream_supervisor_watchdog() {
         ("[stream]\nmax_clients = 0", "stream.max_clients = 0: must be between 1 and 10000"),
         ("[stream]\nauth_token = \"a b\"", "stream.auth_token"),
         ("[supervisor]\nshutdown_timeout_sec = 0", "supervisor.shutdown_timeout_sec = 0: must be a number"),
+        (
+            &format!("[supervisor]\ncontrol_socket = \"/tmp/{}.sock\"", "s".repeat(100)),
+            "is 110 bytes long; a Unix socket path must be at most 107 bytes",
+        ),
         ("[supervisor]\nrestart_backoff_initial_ms = 0", "supervisor.restart_backoff_initial_ms = 0: must be greater than 0"),
         (
             "[supervisor]\nrestart_backoff_initial_ms = 500\nrestart_backoff_max_ms = 100",

@@ -2,6 +2,9 @@
 
 use crate::{Config, SourceKind};
 
+/// The longest path a Unix socket can bind: `sun_path` holds 108 bytes including the NUL.
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
+
 /// Every broken rule of `c`, in key order.
 pub(crate) fn problems(c: &Config) -> Vec<String> {
     let mut p = Problems(Vec::new());
@@ -88,6 +91,17 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
     }
 
     let su = &c.supervisor;
+    if su.control_socket.len() > MAX_SOCKET_PATH {
+        p.push(
+            "supervisor.control_socket",
+            &format!("{:?}", su.control_socket),
+            &format!(
+                "is {} bytes long; a Unix socket path must be at most {MAX_SOCKET_PATH} bytes \
+                 (choose a shorter directory)",
+                su.control_socket.len()
+            ),
+        );
+    }
     p.positive("supervisor.shutdown_timeout_sec", su.shutdown_timeout_sec);
     p.check(
         "supervisor.restart_backoff_initial_ms",

@@ -32,10 +32,38 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Who may send requests.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    /// The supervisor's uid.
+    uid: u32,
+    /// Whether root may too (it could read our memory anyway).
+    root_too: bool,
+}
+
+impl Owner {
+    fn admits(&self, peer_uid: u32) -> bool {
+        peer_uid == self.uid || (self.root_too && peer_uid == 0)
+    }
+}
+
 /// Serves until the task is aborted.
 pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>) {
     // SAFETY: getuid has no preconditions and cannot fail.
-    let my_uid = unsafe { libc::getuid() };
+    let uid = unsafe { libc::getuid() };
+    serve_for(
+        listener,
+        to_loop,
+        Owner {
+            uid,
+            root_too: true,
+        },
+    )
+    .await
+}
+
+async fn serve_for(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>, owner: Owner) {
+    let my_uid = owner.uid;
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -47,13 +75,19 @@ pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>) {
             }
         };
         match stream.peer_cred() {
-            // Our own user, and root (who could read our memory anyway).
-            Ok(cred) if cred.uid() == my_uid || cred.uid() == 0 => {}
+            Ok(cred) if owner.admits(cred.uid()) => {}
             Ok(cred) => {
                 tracing::warn!(
                     "control socket: refused a connection from uid {} (only uid {my_uid} may control this supervisor)",
                     cred.uid()
                 );
+                // Tell the client why instead of hanging up on it; a peer that does not read
+                // cannot hold the accept loop.
+                let mut stream = stream;
+                let answer = refusal(cred.uid(), my_uid);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(READ_TIMEOUT, write(&mut stream, &answer)).await;
+                });
                 continue;
             }
             Err(e) => {
@@ -70,6 +104,14 @@ pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>) {
             drop(permit);
         });
     }
+}
+
+/// The answer to a peer of another user.
+fn refusal(peer_uid: u32, my_uid: u32) -> Response {
+    Response::Error(format!(
+        "permission denied: this supervisor belongs to uid {my_uid} and you are uid \
+         {peer_uid}; run the command as that user"
+    ))
 }
 
 async fn handle(mut stream: UnixStream, to_loop: mpsc::Sender<ControlMsg>) {
@@ -117,4 +159,62 @@ async fn write(
         format!("{{\"ok\":false,\"error\":\"cannot encode the answer: {e}\"}}").into_bytes()
     });
     async_frame::write_frame(stream, &bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_of_another_user_is_told_why_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let me = unsafe { libc::getuid() };
+        let owner = Owner {
+            uid: me.wrapping_add(1),
+            root_too: false,
+        };
+        let server = tokio::spawn(serve_for(listener, tx, owner));
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        async_frame::write_frame(&mut client, br#"{"cmd":"status"}"#)
+            .await
+            .unwrap();
+        let body = tokio::time::timeout(
+            Duration::from_secs(30),
+            async_frame::read_frame(&mut client),
+        )
+        .await
+        .expect("the refusal arrives")
+        .unwrap();
+        let answer: Response = serde_json::from_slice(&body).unwrap();
+        let Response::Error(text) = answer else {
+            panic!("expected an error, got {answer:?}");
+        };
+        assert!(
+            text.contains("permission denied") && text.contains(&format!("you are uid {me}")),
+            "{text}"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "a refused request reached the event loop"
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn root_is_admitted_only_when_allowed() {
+        let with = Owner {
+            uid: 1000,
+            root_too: true,
+        };
+        let without = Owner {
+            uid: 1000,
+            root_too: false,
+        };
+        assert!(with.admits(1000) && with.admits(0) && !with.admits(1001));
+        assert!(without.admits(1000) && !without.admits(0));
+    }
 }
