@@ -115,12 +115,7 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         su.restart_backoff_max_ms >= su.restart_backoff_initial_ms,
         "must be at least supervisor.restart_backoff_initial_ms",
     );
-    p.check(
-        "supervisor.restart_max",
-        su.restart_max,
-        su.restart_max >= 1,
-        "must be at least 1",
-    );
+    // restart_max = 0 is allowed: a worker is "failed" at its first unexpected exit.
     p.positive("supervisor.restart_window_sec", su.restart_window_sec);
 
     p.positive("watchdog.frame_timeout_sec", c.watchdog.frame_timeout_sec);

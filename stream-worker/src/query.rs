@@ -72,12 +72,15 @@ impl Query {
     }
 
     /// The last value given for `name` (later values override earlier ones, like most servers).
+    /// An empty value (`quality=`) counts as not given, so the SPEC's
+    /// `/snapshot.jpg?quality=&overlay=` and a form left blank mean the defaults.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// Parameters of `/stream/video`.
@@ -239,7 +242,6 @@ mod tests {
             ("quality=0", "quality"),
             ("quality=101", "quality"),
             ("quality=abc", "quality"),
-            ("quality=", "quality"),
             ("quality=-5", "quality"),
             ("quality=+5", "quality"),
             ("quality=5.0", "quality"),
@@ -267,6 +269,12 @@ mod tests {
     }
 
     #[test]
+    fn empty_values_mean_the_defaults() {
+        let p = stream("quality=&fps=&overlay=").unwrap();
+        assert_eq!((p.quality, p.fps, p.overlay), (85, 30, false));
+    }
+
+    #[test]
     fn unknown_parameters_are_ignored_and_the_last_value_wins() {
         let p = stream("token=x&_=123&quality=10&quality=20").unwrap();
         assert_eq!(p.quality, 20);
@@ -282,6 +290,10 @@ mod tests {
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
         let q = Query::parse(Some("token=a%2Bb%3D&x"));
         assert_eq!(q.get("token"), Some("a+b="));
-        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(
+            q.get("x"),
+            None,
+            "a bare name without a value counts as not given"
+        );
     }
 }

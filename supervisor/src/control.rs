@@ -217,12 +217,13 @@ pub enum ClientError {
         path: PathBuf,
     },
     /// Connecting, sending or receiving failed.
-    #[error("control socket {}: {source}", path.display())]
+    #[error("control socket {}: {cause}", path.display())]
     Io {
         /// The control socket.
         path: PathBuf,
-        /// What failed.
-        source: FrameError,
+        /// What failed (in the message already, so not a `source`: error chains would print
+        /// it twice).
+        cause: FrameError,
     },
     /// The supervisor did not answer in time.
     #[error("control socket {}: no answer within {:.1}s", path.display(), timeout.as_secs_f64())]
@@ -258,7 +259,7 @@ impl ClientError {
             }
             _ => ClientError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                cause: e,
             },
         }
     }
@@ -275,7 +276,7 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
         },
         _ => ClientError::Io {
             path: path.to_path_buf(),
-            source: FrameError::Io(e),
+            cause: FrameError::Io(e),
         },
     })?;
     let t = timeout.max(Duration::from_millis(1));

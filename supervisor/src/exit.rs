@@ -47,6 +47,8 @@ pub struct Classified {
     pub kind: ExitKind,
     /// Why, in words.
     pub reason: String,
+    /// What the worker added to the reason, if anything (see [`classify`]).
+    pub detail: Option<String>,
 }
 
 /// The name of a signal (`SIGKILL`), or `signal N` when unknown.
@@ -83,6 +85,7 @@ pub fn classify(
         return Classified {
             kind: ExitKind::Signal(sig),
             reason: format!("killed by {}{core}", signal_name(sig)),
+            detail: None,
         };
     }
     let code = status.code.unwrap_or(-1);
@@ -94,17 +97,28 @@ pub fn classify(
         return Classified {
             kind: ExitKind::Finished,
             reason: format!("video file ended: {}", source.path),
+            detail: None,
         };
     }
     if worker == WorkerName::Video && code == exit_codes::SOURCE_UNAVAILABLE {
-        let fallback = match source.kind {
+        // The reason is always the SPEC's `camera unavailable: /dev/video9` form, so scripts
+        // can match it; what the worker said beyond it (`no such device`) is the detail.
+        let reason = match source.kind {
             SourceKind::Camera => format!("camera unavailable: {}", source.camera_device()),
             SourceKind::File => format!("video file unavailable: {}", source.path),
             SourceKind::Synthetic => "video source unavailable".to_string(),
         };
+        let detail = given.filter(|g| *g != reason).map(|g| {
+            g.strip_prefix(reason.as_str())
+                .and_then(|rest| rest.strip_prefix(": "))
+                .filter(|rest| !rest.trim().is_empty())
+                .unwrap_or(g)
+                .to_string()
+        });
         return Classified {
             kind: ExitKind::SourceUnavailable,
-            reason: given.map(str::to_string).unwrap_or(fallback),
+            reason,
+            detail,
         };
     }
     let reason = match given {
@@ -124,6 +138,7 @@ pub fn classify(
     Classified {
         kind: ExitKind::Code(code),
         reason,
+        detail: None,
     }
 }
 
@@ -226,12 +241,20 @@ mod tests {
             &camera(),
         );
         assert_eq!(c.kind, ExitKind::SourceUnavailable);
-        assert_eq!(
-            c.reason,
-            "camera unavailable: /dev/video99: cannot open device"
-        );
+        assert_eq!(c.reason, "camera unavailable: /dev/video99");
+        assert_eq!(c.detail.as_deref(), Some("cannot open device"));
         let c = classify(WorkerName::Video, code(10), None, &camera());
         assert_eq!(c.reason, "camera unavailable: /dev/video99");
+        assert_eq!(c.detail, None);
+        // A worker's text in another form is kept whole as the detail.
+        let c = classify(
+            WorkerName::Video,
+            code(10),
+            Some("cannot open /dev/video99 (busy)"),
+            &camera(),
+        );
+        assert_eq!(c.reason, "camera unavailable: /dev/video99");
+        assert_eq!(c.detail.as_deref(), Some("cannot open /dev/video99 (busy)"));
     }
 
     #[test]

@@ -237,6 +237,9 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// How long a stopping supervisor waits for answers already decided to reach their clients.
+const ANSWER_FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Runs the tree in the foreground until `shutdown` (or a `stop` request) ends it, then stops
 /// every worker in order and removes the segments, the socket and the runtime files.
 ///
@@ -262,7 +265,8 @@ pub async fn run(loaded: Loaded, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let listener = server::bind(&socket)
         .with_context(|| format!("cannot listen on the control socket {}", socket.display()))?;
     let (control_tx, control_rx) = mpsc::channel(16);
-    let server = tokio::spawn(server::serve(listener, control_tx));
+    let (answered_tx, mut answered_rx) = mpsc::channel::<()>(1);
+    let server = tokio::spawn(server::serve(listener, control_tx, answered_tx));
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let config_origin = match loaded.origin.path() {
         Some(p) => absolute(p).display().to_string(),
@@ -289,6 +293,11 @@ pub async fn run(loaded: Loaded, mut shutdown: Shutdown) -> anyhow::Result<()> {
     );
     tree.run(&mut shutdown, exit_rx, control_rx).await;
     server.abort();
+    // The accept loop's sender is gone once the task is; then wait (briefly: a client that
+    // never sends its request must not hold the exit) for the answers already decided, above
+    // all the `stop` that ended the loop, to be written.
+    let _ = server.await;
+    let _ = tokio::time::timeout(ANSWER_FLUSH, answered_rx.recv()).await;
     drop(tree);
     drop(segments);
     drop(instance);

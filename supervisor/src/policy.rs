@@ -148,6 +148,19 @@ mod tests {
     }
 
     #[test]
+    fn restart_max_zero_fails_at_the_first_exit() {
+        let p = RestartPolicy {
+            restart_max: 0,
+            ..policy()
+        };
+        let mut t = RestartTracker::default();
+        assert_eq!(
+            t.on_exit(&p, Instant::now(), None),
+            Decision::Fail { crashes: 1 }
+        );
+    }
+
+    #[test]
     fn exits_outside_the_window_do_not_count() {
         let p = RestartPolicy {
             restart_max: 2,

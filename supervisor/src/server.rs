@@ -48,12 +48,22 @@ impl Owner {
 }
 
 /// Serves until the task is aborted.
-pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>) {
+///
+/// Every connection holds a clone of `answered` until its answer is written, so that after
+/// aborting this task the caller can wait for the receiver to report all senders gone: the
+/// answer to the `stop` that ended the event loop must reach its client before the process
+/// exits, or the client sees the connection close with no answer.
+pub async fn serve(
+    listener: UnixListener,
+    to_loop: mpsc::Sender<ControlMsg>,
+    answered: mpsc::Sender<()>,
+) {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     serve_for(
         listener,
         to_loop,
+        answered,
         Owner {
             uid,
             root_too: true,
@@ -62,7 +72,12 @@ pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>) {
     .await
 }
 
-async fn serve_for(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>, owner: Owner) {
+async fn serve_for(
+    listener: UnixListener,
+    to_loop: mpsc::Sender<ControlMsg>,
+    answered: mpsc::Sender<()>,
+    owner: Owner,
+) {
     let my_uid = owner.uid;
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -99,8 +114,9 @@ async fn serve_for(listener: UnixListener, to_loop: mpsc::Sender<ControlMsg>, ow
             return;
         };
         let to_loop = to_loop.clone();
+        let answered = answered.clone();
         tokio::spawn(async move {
-            handle(stream, to_loop).await;
+            handle(stream, to_loop, answered).await;
             drop(permit);
         });
     }
@@ -114,7 +130,11 @@ fn refusal(peer_uid: u32, my_uid: u32) -> Response {
     ))
 }
 
-async fn handle(mut stream: UnixStream, to_loop: mpsc::Sender<ControlMsg>) {
+async fn handle(
+    mut stream: UnixStream,
+    to_loop: mpsc::Sender<ControlMsg>,
+    answered: mpsc::Sender<()>,
+) {
     let body = match tokio::time::timeout(READ_TIMEOUT, async_frame::read_frame(&mut stream)).await
     {
         Ok(Ok(b)) => b,
@@ -144,6 +164,7 @@ async fn handle(mut stream: UnixStream, to_loop: mpsc::Sender<ControlMsg>) {
     if write(&mut stream, &answer).await.is_err() {
         return;
     }
+    drop(answered);
     if is_stop && answer == Response::Ok {
         // Keep the connection open until the process exits: end-of-file tells the client
         // that the stop is complete.
@@ -171,13 +192,14 @@ mod tests {
         let path = dir.path().join("s.sock");
         let listener = bind(&path).unwrap();
         let (tx, mut rx) = mpsc::channel(1);
+        let (answered, _answers) = mpsc::channel(1);
         // SAFETY: getuid has no preconditions and cannot fail.
         let me = unsafe { libc::getuid() };
         let owner = Owner {
             uid: me.wrapping_add(1),
             root_too: false,
         };
-        let server = tokio::spawn(serve_for(listener, tx, owner));
+        let server = tokio::spawn(serve_for(listener, tx, answered, owner));
         let mut client = UnixStream::connect(&path).await.unwrap();
         async_frame::write_frame(&mut client, br#"{"cmd":"status"}"#)
             .await

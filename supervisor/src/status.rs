@@ -124,6 +124,20 @@ pub struct LastExit {
     pub reason: String,
     /// When, in seconds since the Unix epoch.
     pub at_unix_s: f64,
+    /// More about the reason when the worker gave it (`no such device` after
+    /// `camera unavailable: /dev/video9`); absent otherwise. An extension of the SPEC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl LastExit {
+    /// The reason with its detail, for people.
+    pub fn describe(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{} ({d})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
 }
 
 /// `stats` of a worker. The first five keys are the SPEC's; the rest are extensions.
@@ -230,6 +244,7 @@ mod tests {
             signal: Some(9),
             reason: "killed by SIGKILL".into(),
             at_unix_s: 1.5,
+            detail: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

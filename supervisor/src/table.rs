@@ -107,7 +107,7 @@ fn row(w: &WorkerStatus, now_unix_s: f64) -> [String; 10] {
             None => dash(),
             Some(e) => format!(
                 "{} ({} ago)",
-                e.reason,
+                e.describe(),
                 duration((now_unix_s - e.at_unix_s).max(0.0))
             ),
         },
@@ -207,6 +207,7 @@ mod tests {
                         signal: None,
                         reason: "watchdog: no heartbeat for 5.0s".into(),
                         at_unix_s: 100.0,
+                        detail: None,
                     }),
                 ),
             ],

@@ -422,6 +422,7 @@ impl Tree {
                     signal: None,
                     reason: reason.clone(),
                     at_unix_s: unix_now(),
+                    detail: None,
                 });
                 self.after_crash(w, now, None, &reason);
             }
@@ -452,17 +453,21 @@ impl Tree {
         signal_group(proc.pid, libc::SIGKILL);
         let classified = exit::classify(w, e.status, e.exit_reason.as_deref(), &source);
         let intent = std::mem::replace(&mut s.intent, Intent::None);
-        let reason = match &intent {
-            Intent::Watchdog(r) => r.clone(),
-            Intent::Restart => format!("restarted on request ({})", exit::describe(e.status)),
-            Intent::Stop => format!("stopped ({})", exit::describe(e.status)),
-            Intent::None => classified.reason.clone(),
+        let (reason, detail) = match &intent {
+            Intent::Watchdog(r) => (r.clone(), None),
+            Intent::Restart => (
+                format!("restarted on request ({})", exit::describe(e.status)),
+                None,
+            ),
+            Intent::Stop => (format!("stopped ({})", exit::describe(e.status)), None),
+            Intent::None => (classified.reason.clone(), classified.detail.clone()),
         };
         s.last_exit = Some(LastExit {
             code: e.status.code,
             signal: e.status.signal,
             reason: reason.clone(),
             at_unix_s: unix_now(),
+            detail,
         });
         let ran_for = proc.ready_at.map(|t| now.duration_since(t));
         let pid = proc.pid;
@@ -492,6 +497,10 @@ impl Tree {
                     self.video_gone_before_ready(now);
                     return;
                 }
+                let reason = match &classified.detail {
+                    Some(d) => format!("{reason} ({d})"),
+                    None => reason,
+                };
                 tracing::warn!("{w} worker (pid {pid}) exited unexpectedly: {reason}");
                 self.after_crash(w, now, ran_for, &reason);
             }
@@ -1049,6 +1058,7 @@ mod tests {
             signal: None,
             reason: "camera unavailable: /dev/video99".into(),
             at_unix_s: 0.0,
+            detail: None,
         });
         let vision = Slot::new(WorkerName::Vision, false);
         let mut stream = Slot::new(WorkerName::Stream, true);

@@ -313,8 +313,9 @@ fn a_disabled_worker_is_not_started() {
             .exists(),
         "no detections segment"
     );
+    // Not a worker this tree runs: a usage error, like an unknown worker.
     let out = env.cli(&cfg, &["restart", "vision"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
         out.stderr.contains("vision.enabled = false"),
         "{}",
