@@ -188,6 +188,9 @@ fn rules_on_vision_stream_supervisor_watchdog() {
     for (doc, want) in [
         ("[vision]\ndetections_shm_name = \"billiards_video\"", "must differ from video.shm_name"),
         ("[stream]\nlisten = \"localhost\"", "stream.listen = \"localhost\": must be a socket address"),
+        ("[stream]\nlisten = \"localhost:99999\"", "stream.listen = \"localhost:99999\": must be a socket address"),
+        ("[stream]\nlisten = \"300.1.1.1:80\"", "stream.listen = \"300.1.1.1:80\": must be a socket address"),
+        ("[stream]\nlisten = \"bad host:80\"", "stream.listen = \"bad host:80\": must be a socket address"),
         ("[stream]\njpeg_quality = 101", "stream.jpeg_quality = 101: must be between 1 and 100"),
         ("[stream]\nmax_fps = 0", "stream.max_fps = 0: must be between 1 and 60"),
         ("[stream]\nmax_clients = 0", "stream.max_clients = 0: must be between 1 and 10000"),
@@ -220,6 +223,14 @@ fn ipv6_listen_is_accepted() {
             .listen,
         "[::1]:9000"
     );
+}
+
+#[test]
+fn host_names_with_a_port_are_accepted_for_listen() {
+    for listen in ["localhost:8080", "billiards-nuc.local:80", "0.0.0.0:8080"] {
+        let doc = format!("[stream]\nlisten = \"{listen}\"");
+        assert_eq!(parse(&doc).unwrap().stream.listen, listen);
+    }
 }
 
 #[test]

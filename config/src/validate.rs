@@ -53,11 +53,11 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
     }
 
     let st = &c.stream;
-    if st.listen.parse::<std::net::SocketAddr>().is_err() {
+    if !listen_is_valid(&st.listen) {
         p.push(
             "stream.listen",
             &format!("{:?}", st.listen),
-            "must be a socket address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            "must be a socket address like \"127.0.0.1:8080\", \"[::1]:8080\" or \"localhost:8080\"",
         );
     }
     p.check(
@@ -124,6 +124,29 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         c.watchdog.heartbeat_timeout_sec,
     );
     p.0
+}
+
+/// An IP socket address, or `HOST:PORT` with a plain host name (resolved when the stream
+/// worker binds, which reports a name that does not resolve).
+fn listen_is_valid(listen: &str) -> bool {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+        // All-numeric dotted names are malformed IPv4 addresses, not host names.
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    host_ok && port.parse::<u16>().is_ok()
 }
 
 struct Problems(Vec<String>);

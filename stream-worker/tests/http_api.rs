@@ -125,6 +125,18 @@ fn every_endpoint_answers_as_the_spec_says() {
 }
 
 #[test]
+fn a_host_name_in_stream_listen_is_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.listen = "localhost:0".into();
+    let seg = setup.frame_segment();
+    let _feed = seg.feed(30);
+    let server = Server::start(&setup, dir.path());
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    server.wait_health(200);
+}
+
+#[test]
 fn bad_query_values_are_400_naming_the_parameter_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(dir.path());

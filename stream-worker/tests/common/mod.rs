@@ -84,6 +84,7 @@ pub struct Setup {
     pub control_socket: PathBuf,
     pub attach_timeout_sec: f64,
     pub frame_timeout_sec: f64,
+    pub listen: String,
 }
 
 impl Setup {
@@ -100,6 +101,7 @@ impl Setup {
             control_socket: dir.join("supervisor.sock"),
             attach_timeout_sec: 5.0,
             frame_timeout_sec: 2.0,
+            listen: "127.0.0.1:0".into(),
         }
     }
 
@@ -107,7 +109,7 @@ impl Setup {
         format!(
             "[video]\nshm_name = \"{}\"\nwidth = {}\nheight = {}\nattach_timeout_sec = {}\n\n\
              [vision]\nenabled = {}\ndetections_shm_name = \"{}\"\n\n\
-             [stream]\nlisten = \"127.0.0.1:0\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\n\
+             [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\n\
              [supervisor]\ncontrol_socket = \"{}\"\n\n\
              [watchdog]\nframe_timeout_sec = {}\n",
             self.shm_name,
@@ -116,6 +118,7 @@ impl Setup {
             self.attach_timeout_sec,
             self.vision_enabled,
             self.det_name,
+            self.listen,
             self.max_clients,
             self.max_fps,
             self.auth_token,
