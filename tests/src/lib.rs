@@ -454,6 +454,13 @@ impl Proc {
         signal(self.pid(), sig);
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the exit code (`None`: still running, or
+    /// ended by a signal).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait_timeout(timeout).and_then(|s| s.code())
+    }
+
     /// Waits for it to exit, at most `timeout`; `None` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;

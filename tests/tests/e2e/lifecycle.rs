@@ -261,13 +261,7 @@ fn sigkill_of_the_supervisor_takes_the_workers_down_and_start_recovers() {
     let log = again.log();
     assert!(log.contains("stale"), "the takeover is logged:\n{log}");
     let pids2 = worker_pids(&s2);
-    again.signal(libc::SIGTERM);
-    assert_eq!(
-        again
-            .wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(again.terminate(Duration::from_secs(10)), Some(0));
     assert_nothing_left(&env, &pids2);
 }
 
@@ -289,12 +283,7 @@ fn a_second_start_refuses_and_names_the_running_pid() {
     let after = env.wait_running(Duration::from_secs(5));
     assert_eq!(worker_pids(&after), worker_pids(&s));
     assert!(env.socket.exists());
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(sup.terminate(Duration::from_secs(10)), Some(0));
 }
 
 #[test]
@@ -321,12 +310,7 @@ fn a_disabled_worker_is_not_started() {
         "{}",
         out.stderr
     );
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(sup.terminate(Duration::from_secs(10)), Some(0));
     assert!(env.leftover_segments().is_empty());
 }
 
@@ -413,12 +397,7 @@ fn a_second_tree_with_the_same_segment_names_refuses_and_leaves_the_first_alone(
     let after = env.wait_running(Duration::from_secs(5));
     assert_eq!(worker_pids(&after), worker_pids(&s));
     assert!(after.supervisor.shm.frames_published >= s.supervisor.shm.frames_published);
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(sup.terminate(Duration::from_secs(10)), Some(0));
 }
 
 #[test]

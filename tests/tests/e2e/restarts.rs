@@ -13,10 +13,8 @@ fn worker(s: &Status, name: &str) -> WorkerStatus {
 }
 
 fn stop(env: &TestEnv, sup: &mut Proc) {
-    sup.signal(libc::SIGTERM);
     assert_eq!(
-        sup.wait_timeout(Duration::from_secs(15))
-            .and_then(|s| s.code()),
+        sup.terminate(Duration::from_secs(15)),
         Some(0),
         "clean stop"
     );

@@ -85,12 +85,7 @@ fn a_worker_exiting_by_itself_is_restarted() {
         exit.reason,
         "exited with code 0 without being asked to stop"
     );
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(sup.terminate(Duration::from_secs(10)), Some(0));
 }
 
 #[test]
@@ -109,10 +104,5 @@ fn status_reports_cpu_and_memory_of_each_worker() {
         assert!(w.cpu_percent >= 0.0 && w.cpu_percent < 200.0, "{w:?}");
         assert!(w.rss_bytes < 1 << 30, "{w:?}");
     }
-    sup.signal(libc::SIGTERM);
-    assert_eq!(
-        sup.wait_timeout(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(sup.terminate(Duration::from_secs(10)), Some(0));
 }
