@@ -24,7 +24,7 @@ use opencv::core::{self, Mat, Point, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::geom::{convex_inside_dist, fit_circle, P2};
+use super::geom::{convex_inside_dist, dot3, fit_circle, pixel, P2};
 use super::table::TableModel;
 use super::DetectError;
 
@@ -172,11 +172,7 @@ fn cloth_model(
                 continue;
             }
             inside += 1;
-            let (b, g, r) = (
-                row[3 * x] as f32,
-                row[3 * x + 1] as f32,
-                row[3 * x + 2] as f32,
-            );
+            let [b, g, r] = pixel(row, x);
             if b + g + r < lo || cl.chroma_dist2(b, g, r) >= tol2 {
                 continue;
             }
@@ -325,17 +321,13 @@ pub(crate) fn find_balls(
             if bufs.candidate[y * rw + x] == 0 {
                 continue;
             }
-            let p = [
-                row[3 * x] as f32,
-                row[3 * x + 1] as f32,
-                row[3 * x + 2] as f32,
-            ];
+            let p = pixel(row, x);
             let c = bufs.row[x];
-            let cc = c[0] * c[0] + c[1] * c[1] + c[2] * c[2];
-            let pc = p[0] * c[0] + p[1] * c[1] + p[2] * c[2];
+            let cc = dot3(c, c);
+            let pc = dot3(p, c);
             let s = pc / cc.max(1.0);
             let d = [p[0] - s * c[0], p[1] - s * c[1], p[2] - s * c[2]];
-            let dn = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+            let dn = dot3(d, d).sqrt();
             bufs.angles.push(dn / (s * cc.sqrt()).max(1.0));
             if mags.len() < 4096 {
                 mags.push(dn);
@@ -371,16 +363,12 @@ pub(crate) fn find_balls(
             if mrow[x] == 0 {
                 continue;
             }
-            let p = [
-                row[3 * x] as f32,
-                row[3 * x + 1] as f32,
-                row[3 * x + 2] as f32,
-            ];
+            let p = pixel(row, x);
             let c = bufs.row[x];
-            let cc = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).max(1.0);
-            let pc = p[0] * c[0] + p[1] * c[1] + p[2] * c[2];
+            let cc = dot3(c, c).max(1.0);
+            let pc = dot3(p, c);
             let s = pc / cc;
-            let pp = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+            let pp = dot3(p, p);
             let sin2 = if pp > 1.0 {
                 1.0 - pc * pc / (pp * cc)
             } else {
@@ -974,7 +962,7 @@ fn ray_dirs() -> &'static [(f32, f32); RAYS] {
 /// shadow, large on a ball.
 #[inline]
 fn cloth_distance(p: [f32; 3], c: [f32; 3], inv_cc: f32) -> f32 {
-    let s = ((p[0] * c[0] + p[1] * c[1] + p[2] * c[2]) * inv_cc).clamp(0.6, 1.4);
+    let s = (dot3(p, c) * inv_cc).clamp(0.6, 1.4);
     ((p[0] - s * c[0]).powi(2) + (p[1] - s * c[1]).powi(2) + (p[2] - s * c[2]).powi(2)).sqrt()
 }
 
@@ -1045,7 +1033,7 @@ fn refine(
     let (sx, sy, _) = init;
     let (mut cx, mut cy, mut cr) = init;
     let c = model.at(cx, cy);
-    let inv_cc = 1.0 / (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).max(1.0);
+    let inv_cc = 1.0 / dot3(c, c).max(1.0);
     let tau_c = (4.0 * model.noise).max(0.15 / inv_cc.sqrt());
     let g_min_rgb = (6.0 * model.noise).max(12.0);
     let step = 0.25f32;

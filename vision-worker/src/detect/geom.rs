@@ -1,4 +1,20 @@
-//! Small geometry helpers: lines, polygons and a robust circle fit.
+//! Small geometry helpers: lines, polygons, a robust circle fit, and pixel/colour vectors.
+
+/// The BGR pixel `x` of a packed row, as floats.
+#[inline]
+pub(crate) fn pixel(row: &[u8], x: usize) -> [f32; 3] {
+    [
+        row[3 * x] as f32,
+        row[3 * x + 1] as f32,
+        row[3 * x + 2] as f32,
+    ]
+}
+
+/// The dot product of two colours.
+#[inline]
+pub(crate) fn dot3(a: [f32; 3], b: [f32; 3]) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
 
 /// A 2-D point in pixels.
 pub(crate) type P2 = [f32; 2];

@@ -12,7 +12,7 @@ use opencv::core::{self, Mat, Point, Point2f, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::geom::{order_corners, polygon_area, Line, P2};
+use super::geom::{order_corners, pixel, polygon_area, Line, P2};
 use super::DetectError;
 
 /// The cloth colour: a chromaticity and a tolerance around it.
@@ -79,11 +79,7 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
     for y in y0..y1 {
         let row = &img[y * w * 3..(y + 1) * w * 3];
         for x in x0..x1 {
-            let (b, g, r) = (
-                row[3 * x] as f32,
-                row[3 * x + 1] as f32,
-                row[3 * x + 2] as f32,
-            );
+            let [b, g, r] = pixel(row, x);
             let s = b + g + r;
             if s < 45.0 {
                 continue;
@@ -128,11 +124,7 @@ pub(crate) fn cloth_reference(img: &[u8], w: usize, h: usize) -> Option<ClothRef
         for y in (y0..y1).step_by(2) {
             let row = &img[y * w * 3..(y + 1) * w * 3];
             for x in (x0..x1).step_by(2) {
-                let (b, g, r) = (
-                    row[3 * x] as f32,
-                    row[3 * x + 1] as f32,
-                    row[3 * x + 2] as f32,
-                );
+                let [b, g, r] = pixel(row, x);
                 let s = b + g + r;
                 if s < 45.0 {
                     continue;
