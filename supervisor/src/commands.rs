@@ -88,13 +88,9 @@ pub fn restart(loaded: &Loaded, worker: WorkerName) -> anyhow::Result<()> {
     let before = fetch_status(&socket)?;
     let Some(old) = before.worker(worker.as_str()) else {
         // The status lists only the workers this config runs.
-        let key = match worker {
-            WorkerName::Video => "video",
-            WorkerName::Vision => "vision.enabled",
-            WorkerName::Stream => "stream.enabled",
-        };
         return Err(crate::UsageError(format!(
-            "the {worker} worker is not part of this tree ({key} = false in {}); nothing to restart",
+            "the {worker} worker is not part of this tree ({} = false in {}); nothing to restart",
+            worker.enabled_key(),
             before.supervisor.config_path
         ))
         .into());

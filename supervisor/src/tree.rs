@@ -804,13 +804,9 @@ impl Tree {
             return Response::Error("the supervisor is stopping; nothing is restarted".into());
         }
         if !self.slot(w).enabled {
-            let key = match w {
-                WorkerName::Video => "video",
-                WorkerName::Vision => "vision.enabled",
-                WorkerName::Stream => "stream.enabled",
-            };
             return Response::Error(format!(
-                "the {w} worker is disabled in the config ({key} = false)"
+                "the {w} worker is disabled in the config ({} = false)",
+                w.enabled_key()
             ));
         }
         tracing::info!("restart of the {w} worker requested");

@@ -44,6 +44,16 @@ impl WorkerName {
         self as usize
     }
 
+    /// The config key that turns this worker off (the video worker cannot be turned off; its
+    /// section is named instead).
+    pub fn enabled_key(self) -> &'static str {
+        match self {
+            WorkerName::Video => "video",
+            WorkerName::Vision => "vision.enabled",
+            WorkerName::Stream => "stream.enabled",
+        }
+    }
+
     /// Whether this worker reads the frame segment (and so heartbeats in its reader table).
     pub fn is_reader(self) -> bool {
         !matches!(self, WorkerName::Video)
