@@ -169,6 +169,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn timestamps_are_relayed_to_the_last_bit() {
+        // Unix times near 1.8e9 with sub-microsecond digits are where a parser that is not
+        // round-trip exact loses a unit in the last place (seen in CI).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let at = [1795671605.0508347_f64, 1795671605.050835, 1764136000.123456];
+        for &t in &at {
+            let l = UnixListener::bind(&path).unwrap();
+            let answer = framed(&serde_json::json!({"ok": true, "status": {"at": t}}));
+            let server = tokio::spawn(serve_once(l, answer));
+            let st = status(&path, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(st["at"].as_f64().unwrap().to_bits(), t.to_bits(), "{t}");
+            let text = serde_json::to_string(&st).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                back["at"].as_f64().unwrap().to_bits(),
+                t.to_bits(),
+                "{text}"
+            );
+            server.await.unwrap();
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    #[tokio::test]
     async fn missing_socket_is_unavailable_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let e = status(&dir.path().join("none.sock"), Duration::from_secs(1))
