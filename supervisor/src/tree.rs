@@ -462,13 +462,16 @@ impl Tree {
             Intent::Stop => (format!("stopped ({})", exit::describe(e.status)), None),
             Intent::None => (classified.reason.clone(), classified.detail.clone()),
         };
-        s.last_exit = Some(LastExit {
+        let last_exit = LastExit {
             code: e.status.code,
             signal: e.status.signal,
-            reason: reason.clone(),
+            reason,
             at_unix_s: unix_now(),
             detail,
-        });
+        };
+        // What the logs and the crash record say: the reason with the worker's detail.
+        let reason = last_exit.describe();
+        s.last_exit = Some(last_exit);
         let ran_for = proc.ready_at.map(|t| now.duration_since(t));
         let pid = proc.pid;
         if self.phase != Phase::Running || intent == Intent::Stop {
@@ -497,10 +500,6 @@ impl Tree {
                     self.video_gone_before_ready(now);
                     return;
                 }
-                let reason = match &classified.detail {
-                    Some(d) => format!("{reason} ({d})"),
-                    None => reason,
-                };
                 tracing::warn!("{w} worker (pid {pid}) exited unexpectedly: {reason}");
                 self.after_crash(w, now, ran_for, &reason);
             }
