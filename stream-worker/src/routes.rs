@@ -242,7 +242,11 @@ fn api_detections(state: &Arc<AppState>) -> Response<Body> {
 
 async fn api_status(state: &Arc<AppState>) -> Response<Body> {
     match control::status(&state.control_socket, STATUS_TIMEOUT).await {
-        Ok(status) => json(StatusCode::OK, &status),
+        // Through `Value`, as before the status was typed: the relayed bytes stay the same.
+        Ok(status) => match serde_json::to_value(&status) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
         Err(e) if e.is_unavailable() => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => error(StatusCode::BAD_GATEWAY, e),
     }
@@ -251,7 +255,8 @@ async fn api_status(state: &Arc<AppState>) -> Response<Body> {
 async fn metrics_page(state: &Arc<AppState>) -> Response<Body> {
     let supervisor_status = control::status(&state.control_socket, METRICS_STATUS_TIMEOUT)
         .await
-        .ok();
+        .ok()
+        .and_then(|s| serde_json::to_value(s).ok());
     let extra = Extra {
         now_ns: shm_core::monotonic_ns(),
         supervisor_status,

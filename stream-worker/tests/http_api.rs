@@ -67,7 +67,7 @@ fn every_endpoint_answers_as_the_spec_says() {
     assert_eq!(r.status, 503);
     let e = r.json()["error"].as_str().unwrap().to_string();
     assert!(
-        e.contains("no supervisor answers on") && e.contains("supervisor.sock"),
+        e.contains("no supervisor running") && e.contains("supervisor.sock"),
         "{e}"
     );
 

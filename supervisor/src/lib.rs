@@ -4,7 +4,8 @@
 //! This crate owns the process tree: spawning workers in their own process groups with the
 //! parent-death signal set, reaping and classifying every exit, restart backoff and the
 //! "failed" limit, the watchdog (frame progress of the writer, reader heartbeats), the ordered
-//! stop, the control socket ([`control`]) and its status JSON ([`status`]), the single-instance
+//! stop, the control socket's server ([`server`]; the protocol itself is the `billiards-protocol` crate,
+//! re-exported as [`control`], [`status`] and [`worker`]), the single-instance
 //! lock ([`instance`]) and systemd notification ([`notify`]). It creates the shared-memory
 //! segments before the workers start and unlinks what is left after they stop, but it only
 //! *observes* them (through `shm_core::Monitor`): it never reads or writes frames, and it knows
@@ -18,10 +19,10 @@ pub mod notify;
 pub mod policy;
 pub mod server;
 pub mod spawn;
-pub mod status;
 pub mod table;
 pub mod tree;
-pub mod worker;
+
+pub use protocol::{status, worker};
 
 use std::io;
 use std::path::{Path, PathBuf};

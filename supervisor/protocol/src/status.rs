@@ -181,10 +181,11 @@ impl Status {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Status {
+    /// A small status with every SPEC key, for this crate's tests.
+    pub(crate) fn sample() -> Status {
         Status {
             supervisor: SupervisorStatus {
                 pid: 1,
