@@ -17,22 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
-/// How a ball was classified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BallKind {
-    /// The white cue ball.
-    Cue,
-    /// The black eight ball.
-    Eight,
-    /// A solid-coloured ball.
-    Solid,
-    /// A striped ball.
-    Stripe,
-    /// Anything else, including kinds this version does not know.
-    #[serde(other)]
-    Unknown,
-}
+pub use billiards_detections::BallKind;
 
 /// One detected ball, in frame pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

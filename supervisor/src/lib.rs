@@ -36,11 +36,7 @@ pub use control::{ClientError, Request, Response};
 pub use status::Status;
 pub use worker::WorkerName;
 
-/// Capacity of one detections message (the SPEC's detections JSON), shared with the vision
-/// and stream workers.
-pub const DETECTIONS_CAPACITY: usize = 65536;
-/// Slots of the detections channel.
-pub const DETECTIONS_SLOTS: u32 = 4;
+pub use billiards_detections::{DETECTIONS_CAPACITY, DETECTIONS_SLOTS};
 
 /// A command-line or request problem that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]

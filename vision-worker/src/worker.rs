@@ -31,10 +31,7 @@ use crate::detect::{DetectError, Detector, DetectorParams};
 use crate::model::{BallJson, DetectionsJson, FrameDetections, TableJson};
 use crate::track::Tracker;
 
-/// Capacity of one detections message (the SPEC's detections JSON).
-pub const DETECTIONS_CAPACITY: usize = 65536;
-/// Slots of the detections channel.
-pub const DETECTIONS_SLOTS: u32 = 4;
+pub use billiards_detections::{DETECTIONS_CAPACITY, DETECTIONS_SLOTS};
 /// Name of our entry in the frame segment's reader table.
 pub const READER_NAME: &str = "vision";
 

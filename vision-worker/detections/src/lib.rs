@@ -1,0 +1,184 @@
+//! The detections JSON of the SPEC (what the vision worker publishes on the detections channel
+//! and the stream worker reads) and the size of that channel, defined once for the writer
+//! (vision), the readers (stream) and the supervisor that creates the segment.
+//!
+//! Serde types and constants only: this crate knows nothing of OpenCV, shared memory or how
+//! balls are found.
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// Capacity in bytes of one message on the detections channel (one detections JSON).
+pub const DETECTIONS_CAPACITY: usize = 65536;
+/// Slots of the detections channel.
+pub const DETECTIONS_SLOTS: u32 = 4;
+
+/// The kind of a ball, as named in the detections JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum BallKind {
+    /// The white cue ball.
+    Cue,
+    /// The black eight ball.
+    Eight,
+    /// A coloured ball (1-7).
+    Solid,
+    /// A white ball with a coloured band (9-15).
+    Stripe,
+    /// Not sure, or a kind this version does not know (a newer writer's): parsing never
+    /// fails on the kind.
+    #[serde(other)]
+    Unknown,
+}
+
+impl BallKind {
+    /// Every kind, in table order (used by the evaluation's confusion matrix).
+    pub const ALL: [BallKind; 5] = [
+        BallKind::Cue,
+        BallKind::Eight,
+        BallKind::Solid,
+        BallKind::Stripe,
+        BallKind::Unknown,
+    ];
+
+    /// The JSON name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BallKind::Cue => "cue",
+            BallKind::Eight => "eight",
+            BallKind::Solid => "solid",
+            BallKind::Stripe => "stripe",
+            BallKind::Unknown => "unknown",
+        }
+    }
+
+    /// The kind of a standard pool ball number (0 = cue, 8 = eight, 1-7 solids, 9-15 stripes).
+    pub fn from_number(n: u32) -> BallKind {
+        match n {
+            0 => BallKind::Cue,
+            8 => BallKind::Eight,
+            1..=7 => BallKind::Solid,
+            9..=15 => BallKind::Stripe,
+            _ => BallKind::Unknown,
+        }
+    }
+}
+
+/// The table object of the detections JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableJson {
+    /// Four `[x, y]` corners clockwise from the top-left one; empty when no table was found.
+    pub corners: Vec<[f32; 2]>,
+}
+
+/// One ball of the detections JSON (`x`, `y`, `radius`, `kind` per the SPEC; the rest are
+/// extensions from the tracker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BallJson {
+    /// Centre, x (frame pixels).
+    pub x: f32,
+    /// Centre, y (frame pixels).
+    pub y: f32,
+    /// Radius (frame pixels).
+    pub radius: f32,
+    /// `cue`, `eight`, `solid`, `stripe` or `unknown`.
+    pub kind: BallKind,
+    /// Track id, stable while the ball stays in view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Velocity, x (pixels per second), when tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vx: Option<f32>,
+    /// Velocity, y (pixels per second), when tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vy: Option<f32>,
+}
+
+/// The SPEC's detections JSON, one record per processed frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionsJson {
+    /// Number of the frame in the frame segment.
+    pub frame_number: u64,
+    /// Capture time of the frame (CLOCK_MONOTONIC ns).
+    pub capture_ts_ns: u64,
+    /// When the detections were ready (CLOCK_MONOTONIC ns).
+    pub processed_ts_ns: u64,
+    /// The playing surface.
+    pub table: TableJson,
+    /// The balls on it.
+    pub balls: Vec<BallJson>,
+    /// Extension: whether the table was found in this frame.
+    #[serde(default = "default_true")]
+    pub table_found: bool,
+    /// Extension: time spent in detection for this frame, milliseconds.
+    #[serde(default)]
+    pub detect_ms: f32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_spec_shape() {
+        let d = DetectionsJson {
+            frame_number: 7,
+            capture_ts_ns: 100,
+            processed_ts_ns: 200,
+            table: TableJson {
+                corners: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+            },
+            balls: vec![BallJson {
+                x: 1.5,
+                y: 2.5,
+                radius: 3.0,
+                kind: BallKind::Stripe,
+                id: None,
+                vx: None,
+                vy: None,
+            }],
+            table_found: true,
+            detect_ms: 1.0,
+        };
+        let text = serde_json::to_string(&d).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["frame_number"], 7);
+        assert_eq!(v["capture_ts_ns"], 100);
+        assert_eq!(v["processed_ts_ns"], 200);
+        assert_eq!(v["table"]["corners"][2][0], 1.0);
+        assert_eq!(v["balls"][0]["kind"], "stripe");
+        assert_eq!(v["balls"][0]["radius"], 3.0);
+        assert!(v["balls"][0].get("id").is_none());
+        let back: DetectionsJson = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn kinds_of_numbers() {
+        assert_eq!(BallKind::from_number(0), BallKind::Cue);
+        assert_eq!(BallKind::from_number(8), BallKind::Eight);
+        assert_eq!(BallKind::from_number(3), BallKind::Solid);
+        assert_eq!(BallKind::from_number(12), BallKind::Stripe);
+        assert_eq!(BallKind::from_number(99), BallKind::Unknown);
+    }
+
+    #[test]
+    fn unknown_kinds_parse_as_unknown() {
+        let k: BallKind = serde_json::from_str("\"nine-ball\"").unwrap();
+        assert_eq!(k, BallKind::Unknown);
+        assert_eq!(
+            serde_json::to_string(&BallKind::Unknown).unwrap(),
+            "\"unknown\""
+        );
+        for k in BallKind::ALL {
+            let text = serde_json::to_string(&k).unwrap();
+            assert_eq!(text, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<BallKind>(&text).unwrap(), k);
+        }
+    }
+}
