@@ -3,14 +3,23 @@
 //! Everything runs on one thread (a current-thread runtime): exits arrive from reaper tasks,
 //! requests from the control socket, signals from the caller, and a timer drives readiness,
 //! the watchdog and restart delays. No state is shared, so there are no locks.
+//!
+//! This module holds the state machine: every change of a worker's state is made here. Its
+//! parts live beside it:
+//! - [`process`]: the state of one process, which a new spawn replaces as a whole;
+//! - [`watchdog`]: the watchdog's verdicts, pure functions of times and of what the frame
+//!   segment shows;
+//! - [`report`]: the status JSON, the summary line, frame rates, CPU and RSS.
 
-use std::collections::VecDeque;
+mod process;
+mod report;
+mod watchdog;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use config::Config;
 use shm_core::{Monitor, SegmentSnapshot};
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::mpsc;
 
 use crate::control::{Request, Response};
@@ -19,20 +28,18 @@ use crate::notify::Notifier;
 use crate::policy::{Decision, RestartPolicy, RestartTracker};
 use crate::server::ControlMsg;
 use crate::spawn::{self, Exited};
-use crate::status::{
-    LastExit, ShmStatus, Status, SupervisorStatus, WorkerState, WorkerStats, WorkerStatus,
-};
+use crate::status::{LastExit, WorkerState};
 use crate::worker::WorkerName;
 use crate::Shutdown;
+
+use process::{signal_group, Intent, Process};
+use report::{summary_line, Usage};
+use watchdog::{Limits, Verdict};
 
 /// Watch period while something is starting or stopping (readiness is noticed this fast).
 const FAST_WATCH: Duration = Duration::from_millis(100);
 /// Watch period otherwise. The watchdog limits are seconds; this keeps idle CPU negligible.
 const SLOW_WATCH: Duration = Duration::from_millis(250);
-/// How often CPU and RSS of the tree are sampled.
-const SYS_REFRESH: Duration = Duration::from_secs(2);
-/// Window of the frames-per-second estimate.
-const FPS_WINDOW: Duration = Duration::from_secs(3);
 
 /// Where the tree's pieces are.
 #[derive(Debug, Clone)]
@@ -61,96 +68,24 @@ enum Phase {
     Done,
 }
 
-/// Why we are ending a process ourselves.
-#[derive(Debug, Clone, PartialEq)]
-enum Intent {
-    /// Nothing: an exit is unexpected.
-    None,
-    /// The watchdog fired; the reason goes into `last_exit`.
-    Watchdog(String),
-    /// `restart WORKER`.
-    Restart,
-    /// The tree is stopping.
-    Stop,
-}
-
-/// A running process of a worker.
-#[derive(Debug, Clone)]
-struct Proc {
-    pid: u32,
-    spawn_id: u64,
-    spawned_at: Instant,
-    ready_at: Option<Instant>,
-    /// When SIGTERM was sent (we are ending it).
-    term_at: Option<Instant>,
-    /// When SIGKILL is due if it has not exited.
-    kill_at: Option<Instant>,
-    killed: bool,
-}
-
-/// Counter samples for a rate estimate.
-#[derive(Debug, Default, Clone)]
-struct RateMeter {
-    samples: VecDeque<(Instant, u64)>,
-}
-
-impl RateMeter {
-    fn push(&mut self, now: Instant, value: u64) {
-        if self.samples.back().is_some_and(|&(_, v)| value < v) {
-            self.samples.clear();
-        }
-        self.samples.push_back((now, value));
-        while self.samples.len() > 2
-            && self
-                .samples
-                .front()
-                .is_some_and(|&(t, _)| now.duration_since(t) > FPS_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        match (self.samples.front(), self.samples.back()) {
-            (Some(&(t0, v0)), Some(&(t1, v1)))
-                if t1.duration_since(t0) >= Duration::from_millis(200) =>
-            {
-                (v1 - v0) as f64 / t1.duration_since(t0).as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.samples.clear();
-    }
-}
-
-/// Everything the supervisor knows about one worker.
+/// Everything the supervisor knows about one worker, across its processes.
 #[derive(Debug)]
-struct Slot {
+struct Worker {
     name: WorkerName,
     enabled: bool,
     state: WorkerState,
-    proc: Option<Proc>,
-    intent: Intent,
+    /// The running process, if any.
+    proc: Option<Process>,
     spawns: u32,
     restarts: u32,
     last_exit: Option<LastExit>,
     restart_at: Option<Instant>,
     tracker: RestartTracker,
-    /// Video: newest frame number when this process was spawned (readiness = a newer one).
-    baseline: u64,
-    /// Video: newest frame number seen and when it changed.
-    progress: Option<(u64, Instant)>,
-    /// Readers: since when the reader-table entry is missing.
-    missing_since: Option<Instant>,
-    rate: RateMeter,
 }
 
-impl Slot {
-    fn new(name: WorkerName, enabled: bool) -> Slot {
-        Slot {
+impl Worker {
+    fn new(name: WorkerName, enabled: bool) -> Worker {
+        Worker {
             name,
             enabled,
             state: if enabled {
@@ -159,16 +94,11 @@ impl Slot {
                 WorkerState::Stopped
             },
             proc: None,
-            intent: Intent::None,
             spawns: 0,
             restarts: 0,
             last_exit: None,
             restart_at: None,
             tracker: RestartTracker::default(),
-            baseline: 0,
-            progress: None,
-            missing_since: None,
-            rate: RateMeter::default(),
         }
     }
 }
@@ -177,7 +107,8 @@ impl Slot {
 pub struct Tree {
     setup: TreeSetup,
     policy: RestartPolicy,
-    slots: [Slot; 3],
+    limits: Limits,
+    workers: [Worker; 3],
     frames: Monitor,
     detections: Option<Monitor>,
     exit_tx: mpsc::UnboundedSender<Exited>,
@@ -189,9 +120,7 @@ pub struct Tree {
     force: bool,
     started: Instant,
     last_watch: Option<Instant>,
-    sys: System,
-    sys_pids: Vec<Pid>,
-    last_sys: Option<Instant>,
+    usage: Usage,
     notifier: Option<Notifier>,
     ready_sent: bool,
     status_line: String,
@@ -209,17 +138,16 @@ impl Tree {
         notifier: Option<Notifier>,
     ) -> Tree {
         let enabled = |w: WorkerName| setup.binaries[w.index()].is_some();
-        let slots = WorkerName::ALL.map(|w| Slot::new(w, enabled(w)));
-        // sysinfo keeps /proc/<pid>/stat open by default; we refresh rarely, so do not.
-        sysinfo::set_open_files_limit(0);
+        let workers = WorkerName::ALL.map(|w| Worker::new(w, enabled(w)));
         let next_ping = notifier
             .as_ref()
             .and_then(Notifier::watchdog_every)
             .map(|_| Instant::now());
         Tree {
             policy: RestartPolicy::from_config(&setup.config.supervisor),
+            limits: Limits::from_config(&setup.config),
             setup,
-            slots,
+            workers,
             frames,
             detections,
             exit_tx,
@@ -229,9 +157,7 @@ impl Tree {
             force: false,
             started: Instant::now(),
             last_watch: None,
-            sys: System::new(),
-            sys_pids: Vec::new(),
-            last_sys: None,
+            usage: Usage::new(),
             notifier,
             ready_sent: false,
             status_line: String::new(),
@@ -246,7 +172,7 @@ impl Tree {
         mut exits: mpsc::UnboundedReceiver<Exited>,
         mut control: mpsc::Receiver<ControlMsg>,
     ) {
-        if self.slot(WorkerName::Video).enabled {
+        if self.worker(WorkerName::Video).enabled {
             self.spawn(WorkerName::Video, Instant::now());
         }
         loop {
@@ -271,12 +197,12 @@ impl Tree {
         }
     }
 
-    fn slot(&self, w: WorkerName) -> &Slot {
-        &self.slots[w.index()]
+    fn worker(&self, w: WorkerName) -> &Worker {
+        &self.workers[w.index()]
     }
 
-    fn slot_mut(&mut self, w: WorkerName) -> &mut Slot {
-        &mut self.slots[w.index()]
+    fn worker_mut(&mut self, w: WorkerName) -> &mut Worker {
+        &mut self.workers[w.index()]
     }
 
     fn grace(&self) -> Duration {
@@ -285,7 +211,7 @@ impl Tree {
 
     fn watch_period(&self) -> Duration {
         let busy = self.phase != Phase::Running
-            || self.slots.iter().any(|s| {
+            || self.workers.iter().any(|s| {
                 s.enabled && matches!(s.state, WorkerState::Starting | WorkerState::Stopping)
             });
         if busy {
@@ -297,16 +223,11 @@ impl Tree {
 
     fn next_wakeup(&self, now: Instant) -> Instant {
         let mut wake = self.last_watch.map_or(now, |t| t + self.watch_period());
-        for s in &self.slots {
+        for s in &self.workers {
             if let Some(t) = s.restart_at {
                 wake = wake.min(t);
             }
-            if let Some(t) = s
-                .proc
-                .as_ref()
-                .filter(|p| !p.killed)
-                .and_then(|p| p.kill_at)
-            {
+            if let Some(t) = s.proc.as_ref().and_then(Process::kill_deadline) {
                 wake = wake.min(t);
             }
         }
@@ -319,26 +240,22 @@ impl Tree {
     /// Everything time-driven: kill deadlines, restart delays, watching, systemd.
     fn service(&mut self, now: Instant) {
         for w in WorkerName::ALL {
-            let s = self.slot_mut(w);
-            if let Some(p) = s.proc.as_mut() {
-                if !p.killed && p.kill_at.is_some_and(|t| t <= now) {
-                    p.killed = true;
-                    let waited = p
-                        .term_at
-                        .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+            if let Some(p) = self.worker_mut(w).proc.as_mut() {
+                if let Some(waited) = p.kill_due(now) {
                     tracing::warn!(
-                        "{w} worker (pid {}) did not exit {waited:.1}s after SIGTERM; sending SIGKILL",
-                        p.pid
+                        "{w} worker (pid {}) did not exit {:.1}s after SIGTERM; sending SIGKILL",
+                        p.pid,
+                        waited.as_secs_f64()
                     );
-                    signal_group(p.pid, libc::SIGKILL);
+                    p.kill();
                 }
             }
         }
         if self.phase == Phase::Running {
             for w in WorkerName::ALL {
-                let s = self.slot(w);
+                let s = self.worker(w);
                 if s.state == WorkerState::Backoff && s.restart_at.is_some_and(|t| t <= now) {
-                    let s = self.slot_mut(w);
+                    let s = self.worker_mut(w);
                     s.restart_at = None;
                     if s.proc.is_some() {
                         // Started early (see after_crash); its backoff is over now.
@@ -367,7 +284,7 @@ impl Tree {
     }
 
     /// Spawns `w`; with `delay`, the process is started now but told (through
-    /// `config::START_AT_ENV`) to open nothing before `now + delay`, and the slot stays in
+    /// `config::START_AT_ENV`) to open nothing before `now + delay`, and the worker stays in
     /// `backoff` until then.
     fn spawn_at(&mut self, w: WorkerName, now: Instant, delay: Option<Duration>) {
         let Some(binary) = self.setup.binaries[w.index()].clone() else {
@@ -384,13 +301,9 @@ impl Tree {
             delay.map(|d| shm_core::monotonic_ns() + d.as_nanos() as u64),
             self.exit_tx.clone(),
         );
-        let s = self.slot_mut(w);
+        let s = self.worker_mut(w);
+        debug_assert!(s.proc.is_none(), "{w} worker spawned while one runs");
         s.restart_at = None;
-        s.intent = Intent::None;
-        s.missing_since = None;
-        s.progress = None;
-        s.rate.clear();
-        s.baseline = baseline;
         if s.spawns > 0 {
             s.restarts += 1;
         }
@@ -402,16 +315,9 @@ impl Tree {
                     s.state = WorkerState::Backoff;
                     s.restart_at = Some(now + d);
                 }
-                s.proc = Some(Proc {
-                    pid,
-                    spawn_id,
-                    // Its start-up watchdog counts from the end of the backoff.
-                    spawned_at: now + delay.unwrap_or_default(),
-                    ready_at: None,
-                    term_at: None,
-                    kill_at: None,
-                    killed: false,
-                });
+                // Its start-up watchdog counts from the end of the backoff.
+                let started_at = now + delay.unwrap_or_default();
+                s.proc = Some(Process::new(pid, spawn_id, started_at, baseline));
                 tracing::info!("started {w} worker (pid {pid})");
             }
             Err(e) => {
@@ -433,7 +339,7 @@ impl Tree {
     fn release_readers(&mut self, now: Instant) {
         self.readers_released = true;
         for w in [WorkerName::Vision, WorkerName::Stream] {
-            let s = self.slot(w);
+            let s = self.worker(w);
             if s.enabled && s.proc.is_none() && s.spawns == 0 && self.phase == Phase::Running {
                 self.spawn(w, now);
             }
@@ -445,14 +351,14 @@ impl Tree {
     fn on_exit(&mut self, e: Exited, now: Instant) {
         let w = e.worker;
         let source = self.setup.config.video.source.clone();
-        let s = self.slot_mut(w);
+        let s = self.worker_mut(w);
         let Some(proc) = s.proc.take_if(|p| p.spawn_id == e.spawn_id) else {
             return;
         };
         // Anything else left in its process group goes with it.
         signal_group(proc.pid, libc::SIGKILL);
         let classified = exit::classify(w, e.status, e.exit_reason.as_deref(), &source);
-        let intent = std::mem::replace(&mut s.intent, Intent::None);
+        let intent = proc.intent;
         let (reason, detail) = match &intent {
             Intent::Watchdog(r) => (r.clone(), None),
             Intent::Restart => (
@@ -472,14 +378,14 @@ impl Tree {
         // What the logs and the crash record say: the reason with the worker's detail.
         let reason = last_exit.describe();
         s.last_exit = Some(last_exit);
-        let ran_for = proc.ready_at.map(|t| now.duration_since(t));
+        let ran_for = proc.watch.ready_at.map(|t| now.duration_since(t));
         let pid = proc.pid;
         if self.phase != Phase::Running || intent == Intent::Stop {
             tracing::info!(
                 "{w} worker (pid {pid}) stopped ({})",
                 exit::describe(e.status)
             );
-            self.slot_mut(w).state = WorkerState::Stopped;
+            self.worker_mut(w).state = WorkerState::Stopped;
             return;
         }
         match intent {
@@ -496,7 +402,7 @@ impl Tree {
             Intent::None | Intent::Stop => {
                 if classified.kind == ExitKind::Finished {
                     tracing::info!("{w} worker (pid {pid}) finished: {reason}; not restarting it");
-                    self.slot_mut(w).state = WorkerState::Stopped;
+                    self.worker_mut(w).state = WorkerState::Stopped;
                     self.video_gone_before_ready(now);
                     return;
                 }
@@ -515,7 +421,7 @@ impl Tree {
         reason: &str,
     ) {
         let policy = self.policy;
-        let s = self.slot_mut(w);
+        let s = self.worker_mut(w);
         match s.tracker.on_exit(&policy, now, ran_for) {
             Decision::RestartAfter(delay) => {
                 s.state = WorkerState::Backoff;
@@ -551,7 +457,7 @@ impl Tree {
             return;
         }
         for w in [WorkerName::Vision, WorkerName::Stream] {
-            let s = self.slot_mut(w);
+            let s = self.worker_mut(w);
             if s.enabled && s.spawns == 0 && s.state == WorkerState::Starting {
                 s.state = WorkerState::Stopped;
             }
@@ -566,132 +472,69 @@ impl Tree {
         for w in [WorkerName::Vision, WorkerName::Stream] {
             self.watch_reader(w, &snap, now);
         }
-        if self
-            .last_sys
-            .is_none_or(|t| now.duration_since(t) >= SYS_REFRESH)
-        {
-            self.refresh_sys(now);
-        }
-    }
-
-    /// Samples CPU and RSS of the workers and of the supervisor.
-    fn refresh_sys(&mut self, now: Instant) {
-        self.last_sys = Some(now);
-        let mut pids: Vec<Pid> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.proc.as_ref())
-            .map(|p| Pid::from_u32(p.pid))
-            .collect();
-        pids.push(Pid::from_u32(std::process::id()));
-        // Asking again for the pids of the last round lets sysinfo drop the dead ones, so its
-        // table does not grow with every restart.
-        let mut ask = pids.clone();
-        ask.extend(self.sys_pids.iter().filter(|p| !pids.contains(p)));
-        self.sys.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&ask),
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
-        self.sys_pids = pids;
+        self.sample_usage(now);
     }
 
     fn watch_video(&mut self, snap: &SegmentSnapshot, now: Instant) {
         let latest = snap.frames_published;
-        let frame_timeout = self.setup.config.watchdog.frame_timeout_sec;
-        let startup_limit = frame_timeout + self.setup.config.video.attach_timeout_sec;
-        let s = self.slot_mut(WorkerName::Video);
-        s.rate.push(now, latest);
+        let limits = self.limits;
+        let s = self.worker_mut(WorkerName::Video);
         let Some(p) = s.proc.as_mut() else {
             return;
         };
-        if s.intent != Intent::None || p.term_at.is_some() {
+        p.rate.push(now, latest);
+        if p.is_ending() {
             return;
         }
         let pid = p.pid;
-        match p.ready_at {
-            None if latest > s.baseline => {
-                p.ready_at = Some(now);
-                s.progress = Some((latest, now));
+        match p.watch.look_video(&limits, latest, now) {
+            Verdict::Fine => {}
+            Verdict::Ready => {
                 s.state = WorkerState::Running;
-                let ms = now.duration_since(p.spawned_at).as_millis();
+                let ms = now.duration_since(p.watch.started_at).as_millis();
                 tracing::info!("video worker (pid {pid}) is ready: frame {latest} published {ms} ms after start");
                 if !self.readers_released {
                     self.release_readers(now);
                 }
             }
-            None => {
-                if now.duration_since(p.spawned_at).as_secs_f64() > startup_limit {
-                    let reason = format!("watchdog: no first frame within {startup_limit:.1}s");
-                    self.fire_watchdog(WorkerName::Video, reason, now);
-                }
-            }
-            Some(_) => {
-                let (seen, since) = s.progress.unwrap_or((latest, now));
-                if latest != seen {
-                    s.progress = Some((latest, now));
-                } else if now.duration_since(since).as_secs_f64() > frame_timeout {
-                    let reason = format!("watchdog: no frame for {frame_timeout:.1}s");
-                    self.fire_watchdog(WorkerName::Video, reason, now);
-                }
-            }
+            Verdict::Fire(reason) => self.fire_watchdog(WorkerName::Video, reason, now),
         }
     }
 
     fn watch_reader(&mut self, w: WorkerName, snap: &SegmentSnapshot, now: Instant) {
-        let hb_timeout = self.setup.config.watchdog.heartbeat_timeout_sec;
-        let startup_limit = self.setup.config.video.attach_timeout_sec + hb_timeout;
-        let s = self.slot_mut(w);
+        let limits = self.limits;
+        let s = self.worker_mut(w);
         let Some(p) = s.proc.as_mut() else {
             return;
         };
         let pid = p.pid;
         let entry = snap.readers.iter().find(|r| r.pid == pid);
         if let Some(e) = entry {
-            s.rate.push(now, e.frames_read);
+            p.rate.push(now, e.frames_read);
         }
-        if s.intent != Intent::None || p.term_at.is_some() {
+        if p.is_ending() {
             return;
         }
-        match (p.ready_at, entry) {
-            (None, Some(_)) => {
-                p.ready_at = Some(now);
+        match p
+            .watch
+            .look_reader(&limits, entry.map(|e| e.heartbeat_age), now)
+        {
+            Verdict::Fine => {}
+            Verdict::Ready => {
                 s.state = WorkerState::Running;
-                let ms = now.duration_since(p.spawned_at).as_millis();
+                let ms = now.duration_since(p.watch.started_at).as_millis();
                 tracing::info!("{w} worker (pid {pid}) is ready: attached to the frame segment {ms} ms after start");
             }
-            (None, None) => {
-                if now.duration_since(p.spawned_at).as_secs_f64() > startup_limit {
-                    let reason = format!(
-                        "watchdog: not attached to the frame segment within {startup_limit:.1}s"
-                    );
-                    self.fire_watchdog(w, reason, now);
-                }
-            }
-            (Some(_), Some(e)) => {
-                s.missing_since = None;
-                if e.heartbeat_age.as_secs_f64() > hb_timeout {
-                    let reason = format!("watchdog: no heartbeat for {hb_timeout:.1}s");
-                    self.fire_watchdog(w, reason, now);
-                }
-            }
-            (Some(_), None) => {
-                let since = *s.missing_since.get_or_insert(now);
-                if now.duration_since(since).as_secs_f64() > hb_timeout {
-                    let reason = format!(
-                        "watchdog: no heartbeat for {hb_timeout:.1}s (left the reader table)"
-                    );
-                    self.fire_watchdog(w, reason, now);
-                }
-            }
+            Verdict::Fire(reason) => self.fire_watchdog(w, reason, now),
         }
     }
 
     fn fire_watchdog(&mut self, w: WorkerName, reason: String, now: Instant) {
-        if let Some(p) = &self.slot(w).proc {
-            tracing::warn!("{reason}: restarting {w} worker (pid {})", p.pid);
-        }
-        self.slot_mut(w).intent = Intent::Watchdog(reason);
+        let Some(p) = self.worker_mut(w).proc.as_mut() else {
+            return;
+        };
+        tracing::warn!("{reason}: restarting {w} worker (pid {})", p.pid);
+        p.intent = Intent::Watchdog(reason);
         self.terminate(w, now);
     }
 
@@ -700,23 +543,15 @@ impl Tree {
     fn terminate(&mut self, w: WorkerName, now: Instant) {
         let grace = self.grace();
         let force = self.force;
-        let s = self.slot_mut(w);
+        let s = self.worker_mut(w);
         let Some(p) = s.proc.as_mut() else {
             return;
         };
         s.state = WorkerState::Stopping;
         if force {
-            if !p.killed {
-                p.killed = true;
-                signal_group(p.pid, libc::SIGKILL);
-            }
-            return;
-        }
-        if p.term_at.is_none() {
-            p.term_at = Some(now);
-            p.kill_at = Some(now + grace);
-            signal_group(p.pid, libc::SIGTERM);
-            signal_group(p.pid, libc::SIGCONT);
+            p.kill();
+        } else {
+            p.terminate(now, grace);
         }
     }
 
@@ -730,7 +565,7 @@ impl Tree {
             tracing::warn!("received {signal} again while stopping: killing every worker now");
             self.force = true;
             for w in WorkerName::ALL {
-                if self.slot(w).proc.is_some() {
+                if self.worker(w).proc.is_some() {
                     self.terminate(w, now);
                 }
             }
@@ -746,35 +581,37 @@ impl Tree {
         }
         tracing::info!("stopping: stream and vision first, then video");
         self.phase = Phase::StoppingReaders;
-        for s in &mut self.slots {
+        for s in &mut self.workers {
             s.restart_at = None;
             if s.proc.is_none() && matches!(s.state, WorkerState::Backoff | WorkerState::Starting) {
                 s.state = WorkerState::Stopped;
             }
         }
         for w in [WorkerName::Stream, WorkerName::Vision] {
-            if self.slot(w).proc.is_some() {
-                self.slot_mut(w).intent = Intent::Stop;
-                self.terminate(w, now);
-            }
+            self.stop_worker(w, now);
         }
         self.advance_stop(now);
     }
 
+    /// Ends `w`'s process, if it has one, as part of the tree's stop.
+    fn stop_worker(&mut self, w: WorkerName, now: Instant) {
+        if let Some(p) = self.worker_mut(w).proc.as_mut() {
+            p.intent = Intent::Stop;
+            self.terminate(w, now);
+        }
+    }
+
     fn advance_stop(&mut self, now: Instant) {
         if self.phase == Phase::StoppingReaders
-            && self.slot(WorkerName::Vision).proc.is_none()
-            && self.slot(WorkerName::Stream).proc.is_none()
+            && self.worker(WorkerName::Vision).proc.is_none()
+            && self.worker(WorkerName::Stream).proc.is_none()
         {
             // A clean stop: the writer unlinks the frame segment when it exits.
             self.frames.mark_stopping();
             self.phase = Phase::StoppingVideo;
-            if self.slot(WorkerName::Video).proc.is_some() {
-                self.slot_mut(WorkerName::Video).intent = Intent::Stop;
-                self.terminate(WorkerName::Video, now);
-            }
+            self.stop_worker(WorkerName::Video, now);
         }
-        if self.phase == Phase::StoppingVideo && self.slot(WorkerName::Video).proc.is_none() {
+        if self.phase == Phase::StoppingVideo && self.worker(WorkerName::Video).proc.is_none() {
             self.phase = Phase::Done;
         }
     }
@@ -802,7 +639,7 @@ impl Tree {
         if self.phase != Phase::Running {
             return Response::Error("the supervisor is stopping; nothing is restarted".into());
         }
-        if !self.slot(w).enabled {
+        if !self.worker(w).enabled {
             return Response::Error(format!(
                 "the {w} worker is disabled in the config ({} = false)",
                 w.enabled_key()
@@ -810,12 +647,12 @@ impl Tree {
         }
         tracing::info!("restart of the {w} worker requested");
         let released = self.readers_released;
-        let s = self.slot_mut(w);
+        let s = self.worker_mut(w);
         s.tracker.reset();
         s.restart_at = None;
-        if s.proc.is_some() {
-            if s.intent == Intent::None {
-                s.intent = Intent::Restart;
+        if let Some(p) = s.proc.as_mut() {
+            if p.intent == Intent::None {
+                p.intent = Intent::Restart;
             }
             self.terminate(w, now);
         } else if w.is_reader() && !released {
@@ -827,119 +664,13 @@ impl Tree {
         Response::Ok
     }
 
-    /// The status JSON as of now.
-    pub fn status(&mut self, now: Instant) -> Status {
-        // A process started since the last sample has no CPU/RSS yet; sample now (at most
-        // every half second, so a client polling status cannot make us spin).
-        let unseen = self
-            .slots
-            .iter()
-            .filter_map(|s| s.proc.as_ref())
-            .any(|p| self.sys.process(Pid::from_u32(p.pid)).is_none());
-        if unseen
-            && self
-                .last_sys
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(500))
-        {
-            self.refresh_sys(now);
-        }
-        let snap = self.frames.snapshot();
-        let det = self.detections.as_ref().map(Monitor::snapshot);
-        let info = &snap.info;
-        let shm = ShmStatus {
-            name: info.name.clone(),
-            path: info.path.display().to_string(),
-            size_bytes: info.size_bytes as u64,
-            slots: info.spec.slot_count,
-            width: info.spec.width,
-            height: info.spec.height,
-            readers: snap.readers.iter().filter(|r| r.alive).count() as u32,
-            frames_published: snap.frames_published,
-        };
-        let workers = self
-            .slots
-            .iter()
-            .filter(|s| s.enabled)
-            .map(|s| self.worker_status(s, &snap, det.as_ref(), now))
-            .collect();
-        Status {
-            supervisor: SupervisorStatus {
-                pid: std::process::id(),
-                uptime_s: now.duration_since(self.started).as_secs_f64(),
-                config_path: self.setup.config_origin.clone(),
-                control_socket: self.setup.socket.display().to_string(),
-                shm,
-            },
-            workers,
-        }
-    }
-
-    fn worker_status(
-        &self,
-        s: &Slot,
-        snap: &SegmentSnapshot,
-        det: Option<&SegmentSnapshot>,
-        now: Instant,
-    ) -> WorkerStatus {
-        let pid = s.proc.as_ref().map(|p| p.pid);
-        let process = pid.and_then(|p| self.sys.process(Pid::from_u32(p)));
-        let mut stats = WorkerStats {
-            restart_in_s: s
-                .restart_at
-                .filter(|_| s.state == WorkerState::Backoff)
-                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
-            ..WorkerStats::default()
-        };
-        match s.name {
-            WorkerName::Video => {
-                stats.frames = snap.frames_published;
-                stats.dropped = snap.frames_dropped;
-                stats.latency_p50_ms = ns_to_ms(snap.writer_latency_p50_ns);
-                stats.latency_p99_ms = ns_to_ms(snap.writer_latency_p99_ns);
-                stats.writer_generation = Some(snap.writer.generation);
-                if pid.is_some() {
-                    stats.fps = s.rate.rate();
-                }
-            }
-            _ => {
-                if let Some(e) = pid.and_then(|p| snap.readers.iter().find(|r| r.pid == p)) {
-                    stats.fps = s.rate.rate();
-                    stats.frames = e.frames_read;
-                    stats.dropped = e.frames_missed;
-                    stats.latency_p50_ms = ns_to_ms(e.latency_p50_ns);
-                    stats.latency_p99_ms = ns_to_ms(e.latency_p99_ns);
-                    stats.heartbeat_age_s = Some(e.heartbeat_age.as_secs_f64());
-                }
-                if let (WorkerName::Vision, Some(d)) = (s.name, det) {
-                    stats.detections = Some(d.frames_published);
-                    stats.detection_latency_p50_ms = Some(ns_to_ms(d.writer_latency_p50_ns));
-                    stats.detection_latency_p99_ms = Some(ns_to_ms(d.writer_latency_p99_ns));
-                }
-            }
-        }
-        WorkerStatus {
-            name: s.name.to_string(),
-            state: s.state,
-            pid,
-            uptime_s: s
-                .proc
-                .as_ref()
-                .map_or(0.0, |p| now.duration_since(p.spawned_at).as_secs_f64()),
-            restarts: s.restarts,
-            last_exit: s.last_exit.clone(),
-            cpu_percent: process.map_or(0.0, |p| f64::from(p.cpu_usage())),
-            rss_bytes: process.map_or(0, |p| p.memory()),
-            stats,
-        }
-    }
-
     // ---------------------------------------------------------------- systemd
 
     fn notify(&mut self, now: Instant) {
         if !self.ready_sent
             && self.phase == Phase::Running
-            && self.slots.iter().filter(|s| s.enabled).all(|s| {
-                s.proc.as_ref().is_some_and(|p| p.ready_at.is_some())
+            && self.workers.iter().filter(|s| s.enabled).all(|s| {
+                s.proc.as_ref().is_some_and(|p| p.ready_at().is_some())
                     || matches!(s.state, WorkerState::Failed | WorkerState::Stopped)
             })
         {
@@ -947,7 +678,7 @@ impl Tree {
             tracing::info!(
                 "startup complete after {} ms: {}",
                 now.duration_since(self.started).as_millis(),
-                summary_line(&self.slots, self.phase)
+                summary_line(&self.workers, self.phase)
             );
             if let Some(n) = &self.notifier {
                 n.send("READY=1");
@@ -962,7 +693,7 @@ impl Tree {
                 self.next_ping = n.watchdog_every().map(|d| now + d);
             }
         }
-        let line = summary_line(&self.slots, self.phase);
+        let line = summary_line(&self.workers, self.phase);
         if line != self.status_line {
             n.send(&format!("STATUS={line}"));
             self.status_line = line;
@@ -973,7 +704,7 @@ impl Tree {
 impl Drop for Tree {
     /// On an error or panic path, leave no worker behind (the normal path has none left).
     fn drop(&mut self) {
-        for s in &self.slots {
+        for s in &self.workers {
             if let Some(p) = &s.proc {
                 signal_group(p.pid, libc::SIGKILL);
             }
@@ -981,86 +712,8 @@ impl Drop for Tree {
     }
 }
 
-/// `video running, vision running, stream backoff (killed by SIGKILL)`.
-fn summary_line(slots: &[Slot], phase: Phase) -> String {
-    let mut parts: Vec<String> = slots
-        .iter()
-        .filter(|s| s.enabled)
-        .map(|s| match (&s.state, &s.last_exit) {
-            (WorkerState::Failed | WorkerState::Backoff, Some(e)) => {
-                format!("{} {} ({})", s.name, s.state, e.reason)
-            }
-            _ => format!("{} {}", s.name, s.state),
-        })
-        .collect();
-    if phase != Phase::Running {
-        parts.insert(0, "stopping:".into());
-    }
-    parts.join(", ")
-}
-
-/// Sends `sig` to the process group `pgid` (the worker's pid), falling back to the pid.
-fn signal_group(pgid: u32, sig: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill/killpg take plain integers; a vanished group only yields ESRCH.
-    unsafe {
-        if libc::killpg(pgid, sig) != 0 {
-            libc::kill(pgid, sig);
-        }
-    }
-}
-
-fn ns_to_ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_meter_measures_over_the_window() {
-        let mut m = RateMeter::default();
-        let t0 = Instant::now();
-        assert_eq!(m.rate(), 0.0);
-        for i in 0..=20u64 {
-            m.push(t0 + Duration::from_millis(250 * i), 100 + 30 * i / 4);
-        }
-        // 30 per second (7.5 per 250 ms, integer-rounded).
-        assert!((m.rate() - 30.0).abs() < 1.5, "{}", m.rate());
-        // A counter that goes back (a new reader entry) restarts the estimate.
-        m.push(t0 + Duration::from_secs(6), 3);
-        assert_eq!(m.rate(), 0.0);
-    }
-
-    #[test]
-    fn summary_names_failures() {
-        let mut video = Slot::new(WorkerName::Video, true);
-        video.state = WorkerState::Failed;
-        video.last_exit = Some(LastExit {
-            code: Some(10),
-            signal: None,
-            reason: "camera unavailable: /dev/video99".into(),
-            at_unix_s: 0.0,
-            detail: None,
-        });
-        let vision = Slot::new(WorkerName::Vision, false);
-        let mut stream = Slot::new(WorkerName::Stream, true);
-        stream.state = WorkerState::Running;
-        assert_eq!(
-            summary_line(&[video, vision, stream], Phase::Running),
-            "video failed (camera unavailable: /dev/video99), stream running"
-        );
-    }
 }
