@@ -212,8 +212,7 @@ mod tests {
             rw: 60,
             rh: 40,
         };
-        let mut bufs = ForegroundBuffers::default();
-        bufs.fg = (0..roi.rw * roi.rh)
+        let fg = (0..roi.rw * roi.rh)
             .map(|i| {
                 let (x, y) = ((i % roi.rw) as f32, (i / roi.rw) as f32);
                 let inside = (x - 30.0).powi(2) + (y - 20.0).powi(2) <= 100.0;
@@ -224,7 +223,11 @@ mod tests {
                 }
             })
             .collect();
-        bufs.dark = vec![0; roi.rw * roi.rh];
+        let mut bufs = ForegroundBuffers {
+            fg,
+            dark: vec![0; roi.rw * roi.rh],
+            ..ForegroundBuffers::default()
+        };
         let n = blobs(&mut bufs, roi, 400.0).unwrap();
         assert_eq!(n, 2, "background and the disc");
         let b = bufs.blobs(n).unwrap();
