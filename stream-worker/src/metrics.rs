@@ -3,8 +3,13 @@
 //!
 //! Everything is a lock-free atomic updated on the hot path, except the sliding latency window
 //! that feeds the dashboard's p50/p99 (a short mutex per sent part).
+//!
+//! Each series is declared once, in [`FAMILIES`]: its name, help text, type and how to read
+//! it from [`Metrics`] or [`Extra`]; [`Metrics::render`] is a loop over that table. Adding a
+//! metric is a field of [`Metrics`] (its `Default` is derived) and one entry in the table.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -14,45 +19,65 @@ use shm_core::LatencyWindow;
 /// `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Upper bounds (seconds) of the publish-to-send latency histogram.
-const LATENCY_BOUNDS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
-];
-/// Upper bounds (seconds) of the JPEG encode-time histogram.
-const ENCODE_BOUNDS: &[f64] = &[
-    0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25,
-];
 /// HTTP status codes counted one by one; anything else is counted as `other`.
-const CODES: &[u16] = &[200, 400, 401, 404, 405, 500, 502, 503];
+const CODES: [u16; 8] = [200, 400, 401, 404, 405, 500, 502, 503];
 
-/// A cumulative histogram with fixed buckets, in nanoseconds internally, seconds outside.
+/// The upper bounds (seconds) of a histogram's buckets.
+pub trait Buckets {
+    /// Increasing upper bounds; `+Inf` is implied.
+    const BOUNDS: &'static [f64];
+}
+
+/// Buckets of the publish-to-send latency histogram.
 #[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
+pub struct LatencyBuckets;
+
+impl Buckets for LatencyBuckets {
+    const BOUNDS: &'static [f64] = &[
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+    ];
+}
+
+/// Buckets of the JPEG encode-time histogram.
+#[derive(Debug)]
+pub struct EncodeBuckets;
+
+impl Buckets for EncodeBuckets {
+    const BOUNDS: &'static [f64] = &[
+        0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25,
+    ];
+}
+
+/// A cumulative histogram with the fixed buckets `B`, in nanoseconds internally, seconds
+/// outside.
+#[derive(Debug)]
+pub struct Histogram<B> {
     /// One per bound plus `+Inf`; not cumulative (summed when rendered).
     counts: Vec<AtomicU64>,
     sum_ns: AtomicU64,
     count: AtomicU64,
+    buckets: PhantomData<B>,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
+impl<B: Buckets> Default for Histogram<B> {
+    fn default() -> Self {
         Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..=B::BOUNDS.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_ns: AtomicU64::new(0),
             count: AtomicU64::new(0),
+            buckets: PhantomData,
         }
     }
+}
 
+impl<B: Buckets> Histogram<B> {
     /// Records one observation of `ns` nanoseconds.
     pub fn observe_ns(&self, ns: u64) {
         let secs = ns as f64 / 1e9;
-        let i = self
-            .bounds
+        let i = B::BOUNDS
             .iter()
             .position(|&b| secs <= b)
-            .unwrap_or(self.bounds.len());
+            .unwrap_or(B::BOUNDS.len());
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(ns, Relaxed);
         self.count.fetch_add(1, Relaxed);
@@ -73,21 +98,21 @@ impl Histogram {
         }
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    /// The buckets as they stand now, for rendering.
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: B::BOUNDS,
+            counts: self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            sum_ns: self.sum_ns.load(Relaxed),
         }
-        cumulative += self.counts[self.bounds.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
-        // The total is the sum of the buckets read above, so the exposition stays consistent
-        // even while other threads observe.
-        let _ = writeln!(out, "{name}_count {cumulative}");
     }
+}
+
+/// The buckets of a histogram read once (not cumulative, `+Inf` last).
+struct HistogramSnapshot {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum_ns: u64,
 }
 
 /// An `f64` gauge stored as bits in an atomic.
@@ -105,8 +130,18 @@ impl GaugeF64 {
     }
 }
 
-/// Every metric of the stream worker.
+/// The most recent publish-to-send latencies, for the dashboard's p50/p99.
 #[derive(Debug)]
+struct RecentLatencies(Mutex<LatencyWindow>);
+
+impl Default for RecentLatencies {
+    fn default() -> Self {
+        RecentLatencies(Mutex::new(LatencyWindow::new(512)))
+    }
+}
+
+/// Every metric of the stream worker; [`FAMILIES`] says how each is shown.
+#[derive(Debug, Default)]
 pub struct Metrics {
     /// Frames read from the frame segment.
     pub frames_read: AtomicU64,
@@ -131,7 +166,7 @@ pub struct Metrics {
     /// Frames a variant did not encode because the previous encode was still running.
     pub encode_skipped: AtomicU64,
     /// Encode time.
-    pub encode_seconds: Histogram,
+    pub encode_seconds: Histogram<EncodeBuckets>,
     /// Variants (quality, overlay) currently encoded.
     pub variants: AtomicI64,
     /// Stream clients connected now.
@@ -149,46 +184,15 @@ pub struct Metrics {
     /// Frames a client did not get because it was slower than the source (or paced lower).
     pub client_skipped: AtomicU64,
     /// Frame publish (by the video worker) to hand-off to a client's socket.
-    pub send_latency: Histogram,
+    pub send_latency: Histogram<LatencyBuckets>,
     /// Recent publish-to-send latencies for the dashboard's p50/p99.
-    pub send_latency_window: Mutex<LatencyWindow>,
+    send_latency_window: RecentLatencies,
     /// Snapshots served.
     pub snapshots: AtomicU64,
     /// Detection results read from the detections channel.
     pub detections_read: AtomicU64,
-    responses: Vec<AtomicU64>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            frames_read: AtomicU64::new(0),
-            frames_missed: AtomicU64::new(0),
-            input_fps: GaugeF64::default(),
-            last_frame_number: AtomicU64::new(0),
-            last_publish_ns: AtomicU64::new(0),
-            last_capture_ns: AtomicU64::new(0),
-            video_up: AtomicBool::new(false),
-            writer_generation: AtomicU64::new(0),
-            encodes: AtomicU64::new(0),
-            encode_errors: AtomicU64::new(0),
-            encode_skipped: AtomicU64::new(0),
-            encode_seconds: Histogram::new(ENCODE_BOUNDS),
-            variants: AtomicI64::new(0),
-            clients: AtomicI64::new(0),
-            clients_total: AtomicU64::new(0),
-            clients_rejected: AtomicU64::new(0),
-            connections: AtomicI64::new(0),
-            parts_sent: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
-            client_skipped: AtomicU64::new(0),
-            send_latency: Histogram::new(LATENCY_BOUNDS),
-            send_latency_window: Mutex::new(LatencyWindow::new(512)),
-            snapshots: AtomicU64::new(0),
-            detections_read: AtomicU64::new(0),
-            responses: (0..=CODES.len()).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
+    /// HTTP responses per code of [`CODES`], then `other`.
+    responses: [AtomicU64; CODES.len() + 1],
 }
 
 /// Things `/metrics` shows that are not counters of this module.
@@ -250,7 +254,7 @@ impl Metrics {
     /// Records the publish-to-send latency of one part.
     pub fn record_send_latency(&self, ns: u64) {
         self.send_latency.observe_ns(ns);
-        if let Ok(mut w) = self.send_latency_window.lock() {
+        if let Ok(mut w) = self.send_latency_window.0.lock() {
             w.record(ns);
         }
     }
@@ -258,6 +262,7 @@ impl Metrics {
     /// (p50, p99) of recent publish-to-send latencies, in nanoseconds.
     pub fn send_latency_percentiles(&self) -> (u64, u64) {
         self.send_latency_window
+            .0
             .lock()
             .map(|mut w| w.percentiles())
             .unwrap_or((0, 0))
@@ -279,251 +284,363 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition: every family of [`FAMILIES`] that has samples now.
     pub fn render(&self, extra: &Extra) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let o = &mut out;
-        let ld = |a: &AtomicU64| a.load(Relaxed);
-        counter(
-            o,
-            "billiards_stream_frames_total",
-            "Frames read from the frame segment.",
-            ld(&self.frames_read),
-        );
-        counter(o, "billiards_stream_frames_missed_total", "Frames the video worker published that this reader never read (dropped before streaming).", ld(&self.frames_missed));
-        gauge(
-            o,
-            "billiards_stream_input_fps",
-            "Frames per second read from the frame segment, over the last 2 s.",
-            self.current_input_fps(extra.now_ns),
-        );
-        gauge(
-            o,
-            "billiards_stream_last_frame_number",
-            "Frame number of the newest frame read.",
-            ld(&self.last_frame_number) as f64,
-        );
-        if let Some(age) = self.frame_age_secs(extra.now_ns) {
-            gauge(
-                o,
-                "billiards_stream_frame_age_seconds",
-                "Time since the newest frame read was published.",
-                age,
-            );
+        for family in FAMILIES {
+            family.render(&mut out, self, extra);
         }
-        gauge(
-            o,
-            "billiards_stream_video_up",
-            "1 when the video worker (the segment's writer) is alive.",
-            f64::from(u8::from(self.video_up.load(Relaxed))),
-        );
-        gauge(
-            o,
-            "billiards_stream_writer_generation",
-            "Writer generation of the newest frame (one per video-worker start).",
-            ld(&self.writer_generation) as f64,
-        );
-        counter(
-            o,
-            "billiards_stream_encodes_total",
-            "JPEG encodes (once per frame per watched quality/overlay variant, plus snapshots).",
-            ld(&self.encodes),
-        );
-        counter(
-            o,
-            "billiards_stream_encode_errors_total",
-            "JPEG encodes that failed.",
-            ld(&self.encode_errors),
-        );
-        counter(
-            o,
-            "billiards_stream_encode_skipped_total",
-            "Frames a variant skipped because its previous encode was still running.",
-            ld(&self.encode_skipped),
-        );
-        self.encode_seconds.render(
-            o,
-            "billiards_stream_encode_seconds",
-            "Time to draw the overlay and encode one JPEG.",
-        );
-        gauge(
-            o,
-            "billiards_stream_variants",
-            "Quality/overlay variants being encoded now (one per combination some client watches).",
-            self.variants.load(Relaxed) as f64,
-        );
-        gauge(
-            o,
-            "billiards_stream_clients",
-            "Stream clients (GET /stream/video) connected now.",
-            self.clients.load(Relaxed) as f64,
-        );
-        counter(
-            o,
-            "billiards_stream_clients_total",
-            "Stream clients accepted since start.",
-            ld(&self.clients_total),
-        );
-        counter(
-            o,
-            "billiards_stream_clients_rejected_total",
-            "Stream clients refused with 503 because stream.max_clients were connected.",
-            ld(&self.clients_rejected),
-        );
-        gauge(
-            o,
-            "billiards_stream_connections",
-            "HTTP connections open now.",
-            self.connections.load(Relaxed) as f64,
-        );
-        counter(
-            o,
-            "billiards_stream_parts_sent_total",
-            "JPEG parts handed to stream clients' sockets.",
-            ld(&self.parts_sent),
-        );
-        counter(
-            o,
-            "billiards_stream_bytes_sent_total",
-            "Bytes of JPEG parts and snapshots handed to clients' sockets.",
-            ld(&self.bytes_sent),
-        );
-        counter(o, "billiards_stream_client_dropped_frames_total", "Frames stream clients did not get because they were slower than the source or asked a lower fps.", ld(&self.client_skipped));
-        self.send_latency.render(
-            o,
-            "billiards_stream_send_latency_seconds",
-            "Time from a frame's publish by the video worker to its hand-off to a client's socket.",
-        );
-        counter(
-            o,
-            "billiards_stream_snapshots_total",
-            "Snapshots served.",
-            ld(&self.snapshots),
-        );
-        counter(
-            o,
-            "billiards_stream_detections_total",
-            "Detection results read from the detections channel.",
-            ld(&self.detections_read),
-        );
-
-        let _ = writeln!(
-            o,
-            "# HELP billiards_stream_http_responses_total HTTP responses by status code."
-        );
-        let _ = writeln!(o, "# TYPE billiards_stream_http_responses_total counter");
-        for (i, code) in CODES.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "billiards_stream_http_responses_total{{code=\"{code}\"}} {}",
-                ld(&self.responses[i])
-            );
-        }
-        let _ = writeln!(
-            o,
-            "billiards_stream_http_responses_total{{code=\"other\"}} {}",
-            ld(&self.responses[CODES.len()])
-        );
-
-        if let Some(tasks) = extra.tasks {
-            gauge(
-                o,
-                "billiards_stream_tasks",
-                "Live async tasks in the stream worker.",
-                tasks as f64,
-            );
-        }
-        let p = &extra.process;
-        counter_f(
-            o,
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-            p.cpu_seconds,
-        );
-        gauge(
-            o,
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            p.rss_bytes as f64,
-        );
-        gauge(
-            o,
-            "process_open_fds",
-            "Number of open file descriptors.",
-            p.open_fds as f64,
-        );
-        gauge(
-            o,
-            "process_threads",
-            "Number of OS threads.",
-            p.threads as f64,
-        );
-
-        render_supervisor(o, extra.supervisor_status.as_ref());
         out
     }
 }
 
-/// The supervisor's view: whether it answered, and restarts and state per worker.
-fn render_supervisor(o: &mut String, status: Option<&Value>) {
-    gauge(
-        o,
+/// The Prometheus type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A sample's value: counts print as integers, measures as Rust prints an `f64` (so a whole
+/// number has no decimal point).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Num {
+    Int(u64),
+    Float(f64),
+}
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Num::Int(v) => write!(f, "{v}"),
+            Num::Float(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Reads one sample of a family; `None` leaves the family out.
+type ReadOne = fn(&Metrics, &Extra) -> Option<Num>;
+
+/// Reads a family's samples, one per label value; `None` leaves the family out.
+type ReadLabelled = fn(&Metrics, &Extra) -> Option<Vec<(String, Num)>>;
+
+/// How a family reads its samples.
+enum Read {
+    /// One unlabelled sample; `None` leaves the family out.
+    One(ReadOne),
+    /// One sample per value of the label; `None` leaves the family out, an empty list shows
+    /// only its HELP and TYPE lines.
+    Labelled(&'static str, ReadLabelled),
+    /// A histogram's buckets, sum and count.
+    Histogram(fn(&Metrics) -> HistogramSnapshot),
+}
+
+/// One metric family of `/metrics`, declared once.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    read: Read,
+}
+
+impl Family {
+    /// A counter that reads one value.
+    const fn counter(name: &'static str, help: &'static str, read: ReadOne) -> Family {
+        Family {
+            name,
+            help,
+            kind: Kind::Counter,
+            read: Read::One(read),
+        }
+    }
+
+    /// A gauge that reads one value.
+    const fn gauge(name: &'static str, help: &'static str, read: ReadOne) -> Family {
+        Family {
+            name,
+            help,
+            kind: Kind::Gauge,
+            read: Read::One(read),
+        }
+    }
+
+    /// Appends the family to `o`, unless it has nothing to show now.
+    fn render(&self, o: &mut String, m: &Metrics, extra: &Extra) {
+        let name = self.name;
+        match &self.read {
+            Read::One(read) => {
+                let Some(v) = read(m, extra) else {
+                    return;
+                };
+                self.header(o);
+                let _ = writeln!(o, "{name} {v}");
+            }
+            Read::Labelled(label, read) => {
+                let Some(samples) = read(m, extra) else {
+                    return;
+                };
+                self.header(o);
+                for (value, v) in samples {
+                    let _ = writeln!(o, "{name}{{{label}=\"{value}\"}} {v}");
+                }
+            }
+            Read::Histogram(read) => {
+                let h = read(m);
+                self.header(o);
+                let mut cumulative = 0;
+                for (count, bound) in h.counts.iter().zip(h.bounds) {
+                    cumulative += count;
+                    let _ = writeln!(o, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                cumulative += h.counts[h.bounds.len()];
+                let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                let _ = writeln!(o, "{name}_sum {}", h.sum_ns as f64 / 1e9);
+                // The total is the sum of the buckets read above, so the exposition stays
+                // consistent even while other threads observe.
+                let _ = writeln!(o, "{name}_count {cumulative}");
+            }
+        }
+    }
+
+    fn header(&self, o: &mut String) {
+        let (name, help, kind) = (self.name, self.help, self.kind.as_str());
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+}
+
+/// A count from a counter.
+fn count(a: &AtomicU64) -> Option<Num> {
+    Some(Num::Int(a.load(Relaxed)))
+}
+
+/// A measure for a gauge.
+fn level(v: f64) -> Option<Num> {
+    Some(Num::Float(v))
+}
+
+/// Worker entries of the supervisor's status, with their names reduced to label-safe
+/// characters; `None` when the supervisor did not answer.
+fn supervised_workers(extra: &Extra) -> Option<impl Iterator<Item = (String, &Value)>> {
+    let workers = extra
+        .supervisor_status
+        .as_ref()?
+        .get("workers")?
+        .as_array()?;
+    Some(workers.iter().filter_map(|w| {
+        let name = w.get("name")?.as_str()?;
+        // Worker names come from the supervisor; keep only label-safe characters.
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        Some((name, w))
+    }))
+}
+
+/// Every family of `/metrics`, in the order they are rendered.
+static FAMILIES: &[Family] = &[
+    Family::counter(
+        "billiards_stream_frames_total",
+        "Frames read from the frame segment.",
+        |m, _| count(&m.frames_read),
+    ),
+    Family::counter(
+        "billiards_stream_frames_missed_total",
+        "Frames the video worker published that this reader never read (dropped before streaming).",
+        |m, _| count(&m.frames_missed),
+    ),
+    Family::gauge(
+        "billiards_stream_input_fps",
+        "Frames per second read from the frame segment, over the last 2 s.",
+        |m, x| level(m.current_input_fps(x.now_ns)),
+    ),
+    Family::gauge(
+        "billiards_stream_last_frame_number",
+        "Frame number of the newest frame read.",
+        |m, _| level(m.last_frame_number.load(Relaxed) as f64),
+    ),
+    Family::gauge(
+        "billiards_stream_frame_age_seconds",
+        "Time since the newest frame read was published.",
+        |m, x| m.frame_age_secs(x.now_ns).map(Num::Float),
+    ),
+    Family::gauge(
+        "billiards_stream_video_up",
+        "1 when the video worker (the segment's writer) is alive.",
+        |m, _| level(f64::from(u8::from(m.video_up.load(Relaxed)))),
+    ),
+    Family::gauge(
+        "billiards_stream_writer_generation",
+        "Writer generation of the newest frame (one per video-worker start).",
+        |m, _| level(m.writer_generation.load(Relaxed) as f64),
+    ),
+    Family::counter(
+        "billiards_stream_encodes_total",
+        "JPEG encodes (once per frame per watched quality/overlay variant, plus snapshots).",
+        |m, _| count(&m.encodes),
+    ),
+    Family::counter(
+        "billiards_stream_encode_errors_total",
+        "JPEG encodes that failed.",
+        |m, _| count(&m.encode_errors),
+    ),
+    Family::counter(
+        "billiards_stream_encode_skipped_total",
+        "Frames a variant skipped because its previous encode was still running.",
+        |m, _| count(&m.encode_skipped),
+    ),
+    Family {
+        name: "billiards_stream_encode_seconds",
+        help: "Time to draw the overlay and encode one JPEG.",
+        kind: Kind::Histogram,
+        read: Read::Histogram(|m| m.encode_seconds.snapshot()),
+    },
+    Family::gauge(
+        "billiards_stream_variants",
+        "Quality/overlay variants being encoded now (one per combination some client watches).",
+        |m, _| level(m.variants.load(Relaxed) as f64),
+    ),
+    Family::gauge(
+        "billiards_stream_clients",
+        "Stream clients (GET /stream/video) connected now.",
+        |m, _| level(m.clients.load(Relaxed) as f64),
+    ),
+    Family::counter(
+        "billiards_stream_clients_total",
+        "Stream clients accepted since start.",
+        |m, _| count(&m.clients_total),
+    ),
+    Family::counter(
+        "billiards_stream_clients_rejected_total",
+        "Stream clients refused with 503 because stream.max_clients were connected.",
+        |m, _| count(&m.clients_rejected),
+    ),
+    Family::gauge(
+        "billiards_stream_connections",
+        "HTTP connections open now.",
+        |m, _| level(m.connections.load(Relaxed) as f64),
+    ),
+    Family::counter(
+        "billiards_stream_parts_sent_total",
+        "JPEG parts handed to stream clients' sockets.",
+        |m, _| count(&m.parts_sent),
+    ),
+    Family::counter(
+        "billiards_stream_bytes_sent_total",
+        "Bytes of JPEG parts and snapshots handed to clients' sockets.",
+        |m, _| count(&m.bytes_sent),
+    ),
+    Family::counter(
+        "billiards_stream_client_dropped_frames_total",
+        "Frames stream clients did not get because they were slower than the source or asked a lower fps.",
+        |m, _| count(&m.client_skipped),
+    ),
+    Family {
+        name: "billiards_stream_send_latency_seconds",
+        help: "Time from a frame's publish by the video worker to its hand-off to a client's socket.",
+        kind: Kind::Histogram,
+        read: Read::Histogram(|m| m.send_latency.snapshot()),
+    },
+    Family::counter(
+        "billiards_stream_snapshots_total",
+        "Snapshots served.",
+        |m, _| count(&m.snapshots),
+    ),
+    Family::counter(
+        "billiards_stream_detections_total",
+        "Detection results read from the detections channel.",
+        |m, _| count(&m.detections_read),
+    ),
+    Family {
+        name: "billiards_stream_http_responses_total",
+        help: "HTTP responses by status code.",
+        kind: Kind::Counter,
+        read: Read::Labelled("code", |m, _| {
+            let codes = CODES.iter().map(|c| c.to_string());
+            let labels = codes.chain(std::iter::once("other".to_string()));
+            Some(
+                labels
+                    .zip(&m.responses)
+                    .map(|(code, n)| (code, Num::Int(n.load(Relaxed))))
+                    .collect(),
+            )
+        }),
+    },
+    Family::gauge(
+        "billiards_stream_tasks",
+        "Live async tasks in the stream worker.",
+        |_, x| x.tasks.map(|t| Num::Float(t as f64)),
+    ),
+    Family::counter(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        |_, x| Some(Num::Float(x.process.cpu_seconds)),
+    ),
+    Family::gauge(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        |_, x| level(x.process.rss_bytes as f64),
+    ),
+    Family::gauge(
+        "process_open_fds",
+        "Number of open file descriptors.",
+        |_, x| level(x.process.open_fds as f64),
+    ),
+    Family::gauge(
+        "process_threads",
+        "Number of OS threads.",
+        |_, x| level(x.process.threads as f64),
+    ),
+    // The supervisor's view: whether it answered, and restarts and state per worker.
+    Family::gauge(
         "billiards_supervisor_up",
         "1 when the supervisor answered the status request on its control socket.",
-        f64::from(u8::from(status.is_some())),
-    );
-    let Some(workers) = status
-        .and_then(|s| s.get("workers"))
-        .and_then(Value::as_array)
-    else {
-        return;
-    };
-    let named = || {
-        workers.iter().filter_map(|w| {
-            let name = w.get("name")?.as_str()?;
-            // Worker names come from the supervisor; keep only label-safe characters.
-            let name: String = name
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                .collect();
-            Some((name, w))
-        })
-    };
-    let _ = writeln!(o, "# HELP billiards_worker_restarts_total Restarts of each worker, as counted by the supervisor.");
-    let _ = writeln!(o, "# TYPE billiards_worker_restarts_total counter");
-    for (name, w) in named() {
-        let restarts = w.get("restarts").and_then(Value::as_u64).unwrap_or(0);
-        let _ = writeln!(
-            o,
-            "billiards_worker_restarts_total{{worker=\"{name}\"}} {restarts}"
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP billiards_worker_up 1 when the supervisor reports the worker running."
-    );
-    let _ = writeln!(o, "# TYPE billiards_worker_up gauge");
-    for (name, w) in named() {
-        let up = w.get("state").and_then(Value::as_str) == Some("running");
-        let _ = writeln!(
-            o,
-            "billiards_worker_up{{worker=\"{name}\"}} {}",
-            u8::from(up)
-        );
-    }
-}
-
-fn counter(o: &mut String, name: &str, help: &str, v: u64) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-}
-
-fn counter_f(o: &mut String, name: &str, help: &str, v: f64) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-}
-
-fn gauge(o: &mut String, name: &str, help: &str, v: f64) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-}
+        |_, x| level(f64::from(u8::from(x.supervisor_status.is_some()))),
+    ),
+    Family {
+        name: "billiards_worker_restarts_total",
+        help: "Restarts of each worker, as counted by the supervisor.",
+        kind: Kind::Counter,
+        read: Read::Labelled("worker", |_, x| {
+            let workers = supervised_workers(x)?;
+            Some(
+                workers
+                    .map(|(name, w)| {
+                        let restarts = w.get("restarts").and_then(Value::as_u64).unwrap_or(0);
+                        (name, Num::Int(restarts))
+                    })
+                    .collect(),
+            )
+        }),
+    },
+    Family {
+        name: "billiards_worker_up",
+        help: "1 when the supervisor reports the worker running.",
+        kind: Kind::Gauge,
+        read: Read::Labelled("worker", |_, x| {
+            let workers = supervised_workers(x)?;
+            Some(
+                workers
+                    .map(|(name, w)| {
+                        let up = w.get("state").and_then(Value::as_str) == Some("running");
+                        (name, Num::Int(u64::from(up)))
+                    })
+                    .collect(),
+            )
+        }),
+    },
+];
 
 #[cfg(test)]
 mod tests {
@@ -656,6 +773,74 @@ mod tests {
         assert_eq!(m.current_input_fps(1_500_000_000), 30.0);
         assert_eq!(m.current_input_fps(4_000_000_000), 0.0);
         assert_eq!(m.frame_age_secs(4_000_000_000), Some(3.0));
+    }
+
+    /// A `Metrics` with every series set to a distinct value, with tasks and a supervisor.
+    fn populated() -> (Metrics, Extra) {
+        let m = Metrics::default();
+        let set = |a: &AtomicU64, v: u64| a.store(v, Relaxed);
+        set(&m.frames_read, 101);
+        set(&m.frames_missed, 3);
+        m.input_fps.set(29.97);
+        // Above 2^53: a gauge shows the nearest f64, as Prometheus stores it.
+        set(&m.last_frame_number, (1 << 53) + 1);
+        set(&m.last_publish_ns, 9_000_000_000);
+        set(&m.last_capture_ns, 8_990_000_000);
+        m.video_up.store(true, Relaxed);
+        set(&m.writer_generation, 4);
+        set(&m.encodes, 250);
+        set(&m.encode_errors, 1);
+        set(&m.encode_skipped, 2);
+        for ns in [500_000, 3_000_000, 7_500_000, 300_000_000] {
+            m.encode_seconds.observe_ns(ns);
+        }
+        m.variants.store(2, Relaxed);
+        m.clients.store(5, Relaxed);
+        set(&m.clients_total, 17);
+        set(&m.clients_rejected, 6);
+        m.connections.store(7, Relaxed);
+        set(&m.parts_sent, 1234);
+        set(&m.bytes_sent, 12_345_678_901);
+        set(&m.client_skipped, 8);
+        for ns in [800_000, 4_600_000, 6_900_000, 33_000_000, 7_000_000_000] {
+            m.record_send_latency(ns);
+        }
+        set(&m.snapshots, 9);
+        set(&m.detections_read, 77);
+        for code in [200, 200, 400, 401, 404, 405, 500, 502, 503, 418] {
+            m.count_response(code);
+        }
+        let extra = Extra {
+            now_ns: 9_250_000_000,
+            supervisor_status: Some(serde_json::json!({"workers": [
+                {"name": "video", "state": "running", "restarts": 2},
+                {"name": "vision", "state": "backoff", "restarts": 5},
+            ]})),
+            tasks: Some(12),
+            process: ProcessStats {
+                cpu_seconds: 1.25,
+                rss_bytes: 80_000_000,
+                open_fds: 14,
+                threads: 6,
+            },
+        };
+        (m, extra)
+    }
+
+    /// The exposition is a contract with scrapers and dashboards: this is what it was before
+    /// the metrics were declared in one table, byte for byte. After adding a metric on
+    /// purpose, `METRICS_GOLDEN_WRITE=<dir>` writes the new texts there to review and copy.
+    #[test]
+    fn exposition_matches_the_recorded_text() {
+        let (m, extra) = populated();
+        let text = m.render(&extra);
+        let bare = Metrics::default().render(&Extra::default());
+        if let Ok(dir) = std::env::var("METRICS_GOLDEN_WRITE") {
+            std::fs::write(format!("{dir}/metrics_golden.txt"), &text).unwrap();
+            std::fs::write(format!("{dir}/metrics_golden_bare.txt"), &bare).unwrap();
+        }
+        assert_eq!(text, include_str!("metrics_golden.txt"));
+        assert_eq!(bare, include_str!("metrics_golden_bare.txt"));
     }
 
     #[test]

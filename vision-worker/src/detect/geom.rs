@@ -1,4 +1,5 @@
-//! Small geometry helpers: lines, polygons, a robust circle fit, and pixel/colour vectors.
+//! Small geometry helpers shared by the table and ball stages: pixel and colour vectors,
+//! bilinear sampling, medians, lines, polygons and a robust circle fit.
 
 /// The BGR pixel `x` of a packed row, as floats.
 #[inline]
@@ -14,6 +15,33 @@ pub(crate) fn pixel(row: &[u8], x: usize) -> [f32; 3] {
 #[inline]
 pub(crate) fn dot3(a: [f32; 3], b: [f32; 3]) -> f32 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Bilinear BGR sample of a packed image (`w` x `h`) at `(x, y)`, clamped to the image.
+#[inline]
+pub(crate) fn sample(img: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
+    let x = x.clamp(0.0, (w - 1) as f32 - 0.001);
+    let y = y.clamp(0.0, (h - 1) as f32 - 0.001);
+    let (ix, iy) = (x as usize, y as usize);
+    let (fx, fy) = (x - ix as f32, y - iy as f32);
+    let o = (iy * w + ix) * 3;
+    let o2 = o + w * 3;
+    let mut out = [0.0; 3];
+    for (c, v) in out.iter_mut().enumerate() {
+        let top = img[o + c] as f32 * (1.0 - fx) + img[o + 3 + c] as f32 * fx;
+        let bot = img[o2 + c] as f32 * (1.0 - fx) + img[o2 + 3 + c] as f32 * fx;
+        *v = top * (1.0 - fy) + bot * fy;
+    }
+    out
+}
+
+/// Median of `v` (reorders it), `None` when empty.
+pub(crate) fn median(v: &mut [f32]) -> Option<f32> {
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    Some(*v.select_nth_unstable_by(mid, f32::total_cmp).1)
 }
 
 /// A 2-D point in pixels.
@@ -251,6 +279,27 @@ fn solve3(a: [[f64; 3]; 3], g: [f64; 3]) -> Option<[f64; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_interpolates_and_clamps() {
+        // 2x2 BGR image: blue channel 0, 100 / 200, 40.
+        let img = [0, 1, 2, 100, 1, 2, 200, 1, 2, 40, 1, 2];
+        assert_eq!(sample(&img, 2, 2, 0.0, 0.0), [0.0, 1.0, 2.0]);
+        let mid = sample(&img, 2, 2, 0.5, 0.5);
+        assert!((mid[0] - 85.0).abs() < 1e-4, "{mid:?}");
+        // Outside the image: the nearest border value, no panic.
+        assert_eq!(sample(&img, 2, 2, -5.0, -5.0), [0.0, 1.0, 2.0]);
+        let far = sample(&img, 2, 2, 9.0, 9.0);
+        // Clamped a thousandth of a pixel inside, so the row below is never read.
+        assert!((far[0] - 40.0).abs() < 0.5, "{far:?}");
+    }
+
+    #[test]
+    fn median_takes_the_upper_middle() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(3.0));
+    }
 
     #[test]
     fn lines_intersect() {

@@ -20,7 +20,7 @@ use opencv::prelude::*;
 pub use crate::model::KindFeatures;
 
 use crate::model::{Ball, FrameDetections, Table};
-use balls::{BallBuffers, BallStage};
+use balls::{BallBuffers, BallStage, StageTimes};
 use table::{TableBuffers, TableModel};
 
 /// What the detector accepts as a frame: an owned [`Mat`] or one borrowed from a buffer
@@ -216,10 +216,11 @@ impl Detector {
             ("table", self.prof[1] as f64 / n),
         ];
         out.extend(
-            balls::STAGES
-                .iter()
-                .zip(self.bb.prof.iter())
-                .map(|(s, &t)| (*s, t as f64 / n)),
+            self.bb
+                .times
+                .named()
+                .into_iter()
+                .map(|(s, t)| (s, t as f64 / n)),
         );
         out.push(("classify", self.prof[2] as f64 / n));
         out
@@ -228,7 +229,7 @@ impl Detector {
     /// Clears the stage times.
     pub fn reset_profile(&mut self) {
         self.prof = [0; 3];
-        self.bb.prof = [0; 6];
+        self.bb.times = StageTimes::default();
         self.frames = 0;
     }
 
@@ -355,7 +356,7 @@ impl Detector {
             .filter(|b| b.support > 0.6)
             .map(|b| b.r)
             .collect();
-        if let Some(m) = balls::median(&mut radii) {
+        if let Some(m) = geom::median(&mut radii) {
             if radii.len() >= 3 {
                 self.radius_hint = Some(match self.radius_hint {
                     Some(h) => 0.8 * h + 0.2 * m,

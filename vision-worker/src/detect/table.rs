@@ -12,7 +12,7 @@ use opencv::core::{self, Mat, Point, Point2f, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::geom::{order_corners, pixel, polygon_area, Line, P2};
+use super::geom::{order_corners, pixel, polygon_area, sample, Line, P2};
 use super::DetectError;
 
 /// The cloth colour: a chromaticity and a tolerance around it.
@@ -565,7 +565,6 @@ fn refine_quad(mut q: [P2; 4], outline: &[P2], grow: f32) -> Option<[P2; 4]> {
 /// few cuts do not move a median). A side with no clear step (the region already ends at the
 /// nose) stays.
 fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32) -> [P2; 4] {
-    use super::balls::sample;
     let side_len = |i: usize| {
         let (a, b) = (q[i], q[(i + 1) % 4]);
         ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()

@@ -1,0 +1,148 @@
+//! Step 5: validation of the fitted circles: inside the table, mostly foreground, not in a
+//! pocket, no duplicates.
+
+use super::foreground::Blobs;
+use super::{Found, Roi, Work};
+use crate::detect::geom::convex_inside_dist;
+
+/// Keeps the circles of `found` that are balls, best outlined first; `r_ball` is the common
+/// radius.
+pub(super) fn validate(
+    work: &Work<'_>,
+    blobs: &Blobs<'_>,
+    mut found: Vec<Found>,
+    r_ball: f32,
+) -> Vec<Found> {
+    let roi = work.roi;
+    let mut kept: Vec<Found> = Vec::new();
+    // Best outlined first: many edges on the circle, close to it.
+    let quality = |f: &Found| f.support / (1.0 + (f.rms / (0.08 * f.r)).powi(2));
+    found.sort_by(|a, b| quality(b).total_cmp(&quality(a)));
+    for f in found {
+        // A ball's centre is a radius inside the cloth; the hull is right to a pixel or two.
+        if convex_inside_dist(&work.table.hull, [f.x, f.y]) < 0.2 * f.r {
+            continue;
+        }
+        if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
+            continue;
+        }
+        // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
+        // the pocket's darkness just around it.
+        if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
+            continue;
+        }
+        if kept
+            .iter()
+            .any(|k| (k.x - f.x).powi(2) + (k.y - f.y).powi(2) < (1.4 * r_ball).powi(2))
+        {
+            continue;
+        }
+        kept.push(f);
+    }
+    kept
+}
+
+/// Fraction of foreground pixels of `mask` (ROI-sized) within `r` of `(cx, cy)` (working
+/// coordinates).
+fn coverage(mask: &[u8], roi: Roi, cx: f32, cy: f32, r: f32) -> f32 {
+    let Roi { x0, y0, rw, rh } = roi;
+    let (lx, ly) = (cx - x0 as f32, cy - y0 as f32);
+    let xa = (lx - r).floor().max(0.0) as usize;
+    let xb = ((lx + r).ceil().max(0.0) as usize).min(rw - 1);
+    let ya = (ly - r).floor().max(0.0) as usize;
+    let yb = ((ly + r).ceil().max(0.0) as usize).min(rh - 1);
+    let (mut inside, mut on) = (0u32, 0u32);
+    for y in ya..=yb {
+        for x in xa..=xb {
+            if (x as f32 - lx).powi(2) + (y as f32 - ly).powi(2) <= r * r {
+                inside += 1;
+                if mask[y * rw + x] != 0 {
+                    on += 1;
+                }
+            }
+        }
+    }
+    if inside == 0 {
+        0.0
+    } else {
+        on as f32 / inside as f32
+    }
+}
+
+/// Fraction of set pixels of `mask` (ROI-sized) in the ring between radii `r_in` and `r_out`
+/// around `(cx, cy)` (working coordinates); pixels outside the ROI count as unset.
+fn ring_coverage(mask: &[u8], roi: Roi, cx: f32, cy: f32, (r_in, r_out): (f32, f32)) -> f32 {
+    let Roi { x0, y0, rw, rh } = roi;
+    let (lx, ly) = (cx - x0 as f32, cy - y0 as f32);
+    let (mut n, mut on) = (0u32, 0u32);
+    let ya = (ly - r_out).floor() as i64;
+    let yb = (ly + r_out).ceil() as i64;
+    let xa = (lx - r_out).floor() as i64;
+    let xb = (lx + r_out).ceil() as i64;
+    for y in ya..=yb {
+        for x in xa..=xb {
+            let d2 = (x as f32 - lx).powi(2) + (y as f32 - ly).powi(2);
+            if d2 < r_in * r_in || d2 > r_out * r_out {
+                continue;
+            }
+            n += 1;
+            if x >= 0
+                && y >= 0
+                && (x as usize) < rw
+                && (y as usize) < rh
+                && mask[y as usize * rw + x as usize] != 0
+            {
+                on += 1;
+            }
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        on as f32 / n as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROI: Roi = Roi {
+        x0: 100,
+        y0: 50,
+        rw: 40,
+        rh: 30,
+    };
+
+    /// A ROI-sized mask set where `set(x, y)` (ROI coordinates) says so.
+    fn mask(set: impl Fn(usize, usize) -> bool) -> Vec<u8> {
+        (0..ROI.rw * ROI.rh)
+            .map(|i| u8::from(set(i % ROI.rw, i / ROI.rw)))
+            .collect()
+    }
+
+    #[test]
+    fn coverage_counts_the_disc_in_working_coordinates() {
+        let full = mask(|_, _| true);
+        assert_eq!(coverage(&full, ROI, 120.0, 65.0, 5.0), 1.0);
+        let left = mask(|x, _| x < 20);
+        let c = coverage(&left, ROI, 120.0, 65.0, 5.0);
+        assert!((0.4..0.5).contains(&c), "{c}");
+        assert_eq!(coverage(&mask(|_, _| false), ROI, 120.0, 65.0, 5.0), 0.0);
+    }
+
+    #[test]
+    fn ring_coverage_counts_outside_the_roi_as_unset() {
+        let full = mask(|_, _| true);
+        assert_eq!(ring_coverage(&full, ROI, 120.0, 65.0, (3.0, 6.0)), 1.0);
+        // Centred on the ROI's left edge: about half the ring lies outside it.
+        let c = ring_coverage(&full, ROI, 100.0, 65.0, (3.0, 6.0));
+        assert!((0.45..0.6).contains(&c), "{c}");
+        // The hole of the ring is not counted.
+        let centre_only = mask(|x, y| x == 20 && y == 15);
+        assert_eq!(
+            ring_coverage(&centre_only, ROI, 120.0, 65.0, (3.0, 6.0)),
+            0.0
+        );
+    }
+}
