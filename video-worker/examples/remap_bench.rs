@@ -10,6 +10,7 @@ use billiards_video_worker::calibration::{Calibration, Remapper};
 use billiards_video_worker::synthetic::{Scene, SceneParams};
 use config::{CalibrationConfig, Framing, LensModel, SourceConfig};
 use opencv::core::Mat;
+use opencv::prelude::*;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -29,6 +30,19 @@ fn main() -> anyhow::Result<()> {
             image_height: h as i32,
             model: Some(LensModel::Pinhole),
         };
+        // Baseline: a plain copy of the frame, under the same machine load.
+        let mut copy_dst = Mat::default();
+        src.copy_to(&mut copy_dst)?;
+        let cpu0 = shm_core::process_cpu_ns();
+        let t = Instant::now();
+        for _ in 0..frames {
+            src.copy_to(&mut copy_dst)?;
+        }
+        println!(
+            "{w}x{h} plain copy (baseline): {:.2} ms/frame, CPU {:.2} ms/frame",
+            t.elapsed().as_secs_f64() * 1e3 / frames as f64,
+            (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64
+        );
         for framing in [Framing::Same, Framing::All] {
             let t = Instant::now();
             let mut remap = Remapper::undistort(
