@@ -651,6 +651,43 @@ mod tests {
     }
 
     #[test]
+    fn framing_all_zooms_out_and_valid_zooms_in_for_both_models() {
+        let pinhole = sample();
+        let fisheye = Calibration {
+            dist_coeffs: vec![-0.05, 0.01, 0.0, 0.0],
+            model: Some(LensModel::Fisheye),
+            ..sample()
+        };
+        for (cal, model) in [(pinhole, LensModel::Pinhole), (fisheye, LensModel::Fisheye)] {
+            let f = |framing| {
+                let k = new_camera_matrix(&cal, model, framing).unwrap();
+                *k.at_2d::<f64>(0, 0).unwrap()
+            };
+            let (same, all, valid) = (f(Framing::Same), f(Framing::All), f(Framing::Valid));
+            assert_eq!(same, cal.camera_matrix[0], "{model}");
+            assert!(
+                all < valid,
+                "{model}: all {all} should zoom out from valid {valid}"
+            );
+            for framing in [Framing::Same, Framing::All, Framing::Valid] {
+                let cfg = CalibrationConfig {
+                    file: "x".into(),
+                    model,
+                    framing,
+                };
+                let mut r = Remapper::undistort(&cal, &cfg).unwrap();
+                let src =
+                    Mat::new_rows_cols_with_default(240, 320, CV_8UC3, Scalar::all(200.0)).unwrap();
+                let mut out = vec![0u8; 320 * 240 * 3];
+                r.remap_into(&src, &mut out).unwrap();
+                // The centre of the view stays inside the source frame in every framing.
+                let centre = (120 * 320 + 160) * 3;
+                assert_eq!(out[centre], 200, "{model} {framing}");
+            }
+        }
+    }
+
+    #[test]
     fn distorting_then_undistorting_gives_back_the_frame() {
         let (w, h) = (320, 240);
         let cal = sample();

@@ -87,7 +87,12 @@ struct Args {
     /// Official renderer: pass each frame through a lens with these pinhole coefficients
     /// (`K1,K2,P1,P2[,K3]`, the synthetic source's `video.source.distortion`), then undo it
     /// with the video worker's undistortion, as a calibrated camera would deliver frames.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_name = "K1,K2,P1,P2")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        value_name = "K1,K2,P1,P2"
+    )]
     lens: Option<Vec<f64>>,
     /// With `--lens`: score the distorted frames without correcting them (the baseline).
     #[arg(long, requires = "lens")]
@@ -139,13 +144,13 @@ impl LensRoundTrip {
             return Ok(());
         }
         let rows = frame.rows();
-        let distorted = Mat::from_slice(&self.distorted)?.reshape(3, rows)?.try_clone()?;
+        let distorted = Mat::from_slice(&self.distorted)?
+            .reshape(3, rows)?
+            .try_clone()?;
         self.undistort
             .remap_into(&distorted, &mut self.corrected)
             .map_err(anyhow::Error::msg)?;
-        frame
-            .data_bytes_mut()?
-            .copy_from_slice(&self.corrected);
+        frame.data_bytes_mut()?.copy_from_slice(&self.corrected);
         Ok(())
     }
 }
