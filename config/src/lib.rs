@@ -66,6 +66,10 @@ pub struct VideoConfig {
     pub fallback_dir: String,
     /// `[video.source]`.
     pub source: SourceConfig,
+    /// `[video.calibration]`: lens undistortion of every source.
+    pub calibration: CalibrationConfig,
+    /// `[video.camera]`: V4L2 controls applied at every open of a camera source.
+    pub camera: CameraConfig,
 }
 
 impl Default for VideoConfig {
@@ -79,6 +83,8 @@ impl Default for VideoConfig {
             attach_timeout_sec: 5.0,
             fallback_dir: String::new(),
             source: SourceConfig::default(),
+            calibration: CalibrationConfig::default(),
+            camera: CameraConfig::default(),
         }
     }
 }
@@ -121,6 +127,10 @@ pub struct SourceConfig {
     pub looping: bool,
     /// Synthetic source: seed of the deterministic scene.
     pub seed: u64,
+    /// Synthetic source (extension of the SPEC, for tests and benchmarks): lens distortion
+    /// `[k1, k2, p1, p2(, k3)]` applied to the rendered table, through the camera matrix of
+    /// [`SourceConfig::synthetic_camera_matrix`]. Empty = an ideal lens.
+    pub distortion: Vec<f64>,
 }
 
 impl Default for SourceConfig {
@@ -131,6 +141,7 @@ impl Default for SourceConfig {
             device: 0,
             looping: true,
             seed: 1,
+            distortion: Vec::new(),
         }
     }
 }
@@ -142,6 +153,143 @@ impl SourceConfig {
             format!("/dev/video{}", self.device)
         } else {
             self.path.clone()
+        }
+    }
+
+    /// The camera matrix `[fx, 0, cx, 0, fy, cy, 0, 0, 1]` (row-major) through which the
+    /// synthetic source applies `distortion` to a `width` x `height` frame: focal length
+    /// `width` pixels (about 53 degrees across) and the principal point at the image centre
+    /// (OpenCV puts pixel centres on integer coordinates, hence the `- 1`). A calibration
+    /// file with this matrix and the same coefficients undoes the distortion exactly.
+    pub fn synthetic_camera_matrix(width: u32, height: u32) -> [f64; 9] {
+        let f = width as f64;
+        let cx = (width as f64 - 1.0) / 2.0;
+        let cy = (height as f64 - 1.0) / 2.0;
+        [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
+    }
+}
+
+/// The lens model of a calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LensModel {
+    /// OpenCV's pinhole model with radial and tangential terms (4, 5, 8, 12 or 14
+    /// coefficients).
+    #[default]
+    Pinhole,
+    /// OpenCV's fisheye (equidistant) model, 4 coefficients.
+    Fisheye,
+}
+
+impl fmt::Display for LensModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LensModel::Pinhole => "pinhole",
+            LensModel::Fisheye => "fisheye",
+        })
+    }
+}
+
+/// Which camera matrix the undistorted frames are rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    /// The calibration's own camera matrix: the centre keeps its scale.
+    #[default]
+    Same,
+    /// Zoomed out so every source pixel is kept (alpha 1; black corners may appear).
+    All,
+    /// Zoomed in so only valid pixels are shown (alpha 0; the edges are cropped).
+    Valid,
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Framing::Same => "same",
+            Framing::All => "all",
+            Framing::Valid => "valid",
+        })
+    }
+}
+
+/// `[video.calibration]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrationConfig {
+    /// OpenCV FileStorage file (YAML/JSON) with `camera_matrix`, `dist_coeffs`,
+    /// `image_width` and `image_height`; "" = frames are not undistorted.
+    pub file: String,
+    /// Lens model of the file's coefficients.
+    pub model: LensModel,
+    /// Camera matrix of the undistorted frames.
+    pub framing: Framing,
+}
+
+impl CalibrationConfig {
+    /// Whether frames are undistorted at all.
+    pub fn enabled(&self) -> bool {
+        !self.file.is_empty()
+    }
+}
+
+/// The pixel format asked of a camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraFormat {
+    /// Motion JPEG: the highest sizes and rates over USB 2.
+    #[default]
+    Mjpg,
+    /// Uncompressed YUYV 4:2:2: no JPEG artefacts, but USB bandwidth limits size and rate.
+    Yuyv,
+    /// Whatever the driver picks.
+    Any,
+}
+
+impl fmt::Display for CameraFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CameraFormat::Mjpg => "mjpg",
+            CameraFormat::Yuyv => "yuyv",
+            CameraFormat::Any => "any",
+        })
+    }
+}
+
+/// `[video.camera]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    /// Pixel format asked of the camera.
+    pub format: CameraFormat,
+    /// Driver queue depth; 1 = lowest latency.
+    pub buffers: u32,
+    /// Let the camera choose the exposure.
+    pub auto_exposure: bool,
+    /// Exposure when `auto_exposure` is false, in V4L2 `exposure_time_absolute` units
+    /// (100 us).
+    pub exposure: i64,
+    /// Let the camera choose the white balance.
+    pub auto_white_balance: bool,
+    /// White balance in kelvin when `auto_white_balance` is false.
+    pub white_balance_k: u32,
+    /// Sensor gain; -1 = leave the camera's value.
+    pub gain: i64,
+    /// Manual focus position; -1 = autofocus (or leave it).
+    pub focus: i64,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        Self {
+            format: CameraFormat::Mjpg,
+            buffers: 1,
+            auto_exposure: true,
+            exposure: 0,
+            auto_white_balance: true,
+            white_balance_k: 4600,
+            gain: -1,
+            focus: -1,
         }
     }
 }

@@ -321,3 +321,120 @@ fn camera_device_from_index_or_path() {
     s.path = "/dev/video9".into();
     assert_eq!(s.camera_device(), "/dev/video9");
 }
+
+#[test]
+fn calibration_and_camera_defaults_are_the_spec_ones() {
+    let c = parse("").unwrap();
+    let cal = &c.video.calibration;
+    assert_eq!(cal.file, "");
+    assert!(!cal.enabled());
+    assert_eq!(cal.model, LensModel::Pinhole);
+    assert_eq!(cal.framing, Framing::Same);
+    let cam = &c.video.camera;
+    assert_eq!(cam.format, CameraFormat::Mjpg);
+    assert_eq!(cam.buffers, 1);
+    assert!(cam.auto_exposure);
+    assert_eq!(cam.exposure, 0);
+    assert!(cam.auto_white_balance);
+    assert_eq!(cam.white_balance_k, 4600);
+    assert_eq!(cam.gain, -1);
+    assert_eq!(cam.focus, -1);
+    assert!(c.video.source.distortion.is_empty());
+}
+
+#[test]
+fn calibration_and_camera_keys_parse() {
+    let c = parse(
+        "[video.calibration]\nfile = \"/etc/billiards/cam.yaml\"\nmodel = \"fisheye\"\n\
+         framing = \"valid\"\n[video.camera]\nformat = \"yuyv\"\nbuffers = 2\n\
+         auto_exposure = false\nexposure = 150\nauto_white_balance = false\n\
+         white_balance_k = 5000\ngain = 10\nfocus = 0\n",
+    )
+    .unwrap();
+    assert_eq!(c.video.calibration.file, "/etc/billiards/cam.yaml");
+    assert_eq!(c.video.calibration.model, LensModel::Fisheye);
+    assert_eq!(c.video.calibration.framing, Framing::Valid);
+    assert_eq!(c.video.camera.format, CameraFormat::Yuyv);
+    assert_eq!(c.video.camera.buffers, 2);
+    assert!(!c.video.camera.auto_exposure);
+    assert_eq!(c.video.camera.exposure, 150);
+    assert_eq!(c.video.camera.white_balance_k, 5000);
+    assert_eq!((c.video.camera.gain, c.video.camera.focus), (10, 0));
+}
+
+#[test]
+fn check_config_output_shows_calibration_and_camera_and_reparses() {
+    let mut c = Config::default();
+    c.video.calibration.file = "cam.yaml".into();
+    c.video.calibration.framing = Framing::All;
+    c.video.camera.format = CameraFormat::Any;
+    let text = c.to_toml();
+    assert!(text.contains("[video.calibration]"), "{text}");
+    assert!(text.contains("framing = \"all\""), "{text}");
+    assert!(text.contains("[video.camera]"), "{text}");
+    assert!(text.contains("white_balance_k = 4600"), "{text}");
+    assert_eq!(parse(&text).unwrap(), c);
+}
+
+#[test]
+fn bad_calibration_and_camera_values_name_their_keys() {
+    let e = err("[video.calibration]\nmodel = \"wide\"\n");
+    assert!(e.contains("video.calibration.model"), "{e}");
+    assert!(e.contains("pinhole") && e.contains("fisheye"), "{e}");
+    let e = err("[video.calibration]\nframing = \"crop\"\n");
+    assert!(e.contains("video.calibration.framing"), "{e}");
+    let e = err("[video.camera]\nformat = \"h264\"\n");
+    assert!(e.contains("video.camera.format"), "{e}");
+    let e = err("[video.camera]\nzoom = 2\n");
+    assert!(
+        e.starts_with("billiards.toml: video.camera.zoom: unknown key"),
+        "{e}"
+    );
+    let e = err(
+        "[video.camera]\nbuffers = 0\nauto_exposure = false\nwhite_balance_k = 100\n\
+         gain = -2\nfocus = -5\n",
+    );
+    assert!(
+        e.contains("video.camera.buffers = 0: must be between 1 and 32"),
+        "{e}"
+    );
+    assert!(
+        e.contains("video.camera.exposure = 0: must be set (greater than 0) when video.camera.auto_exposure = false"),
+        "{e}"
+    );
+    assert!(
+        e.contains("video.camera.white_balance_k = 100: must be between 1000 and 15000"),
+        "{e}"
+    );
+    assert!(e.contains("video.camera.gain = -2: must be -1"), "{e}");
+    assert!(e.contains("video.camera.focus = -5: must be -1"), "{e}");
+    assert_eq!(e.lines().count(), 5, "{e}");
+    let e = err("[video.calibration]\nfile = \" cam.yaml\"\n");
+    assert!(e.contains("video.calibration.file = \" cam.yaml\""), "{e}");
+}
+
+#[test]
+fn synthetic_distortion_is_checked() {
+    let c = parse("[video.source]\ndistortion = [-0.2, 0.05, 0.0, 0.0]\n").unwrap();
+    assert_eq!(c.video.source.distortion, vec![-0.2, 0.05, 0.0, 0.0]);
+    let e = err("[video.source]\ndistortion = [-0.2, 0.05]\n");
+    assert!(
+        e.contains("video.source.distortion = [-0.2, 0.05]: must hold 4 or 5 numbers"),
+        "{e}"
+    );
+    let e = err(
+        "[video.source]\nkind = \"file\"\npath = \"a.mp4\"\ndistortion = [0.1, 0.0, 0.0, 0.0]\n",
+    );
+    assert!(
+        e.contains("applies only to video.source.kind = \"synthetic\""),
+        "{e}"
+    );
+    let e = err("[video.source]\ndistortion = [100.0, 0.0, 0.0, 0.0]\n");
+    assert!(e.contains("between -10 and 10"), "{e}");
+}
+
+#[test]
+fn synthetic_camera_matrix_is_centred() {
+    let k = SourceConfig::synthetic_camera_matrix(640, 360);
+    assert_eq!(k, [640.0, 0.0, 319.5, 0.0, 640.0, 179.5, 0.0, 0.0, 1.0]);
+}

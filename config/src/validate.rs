@@ -1,6 +1,6 @@
 //! The validation rules. Each broken rule is reported as `key = value: rule`.
 
-use crate::{Config, SourceKind};
+use crate::{CalibrationConfig, CameraConfig, Config, SourceConfig, SourceKind};
 
 /// The longest path a Unix socket can bind: `sun_path` holds 108 bytes including the NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
@@ -42,6 +42,9 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
             "must be a device path like \"/dev/video0\" when video.source.kind = \"camera\"",
         );
     }
+    distortion(&mut p, s);
+    calibration(&mut p, &v.calibration);
+    camera(&mut p, &v.camera);
 
     p.shm_name("vision.detections_shm_name", &c.vision.detections_shm_name);
     if c.vision.detections_shm_name == v.shm_name {
@@ -124,6 +127,89 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         c.watchdog.heartbeat_timeout_sec,
     );
     p.0
+}
+
+/// `video.source.distortion`: 4 or 5 finite pinhole coefficients, synthetic source only.
+fn distortion(p: &mut Problems, s: &SourceConfig) {
+    let d = &s.distortion;
+    if d.is_empty() {
+        return;
+    }
+    let shown = format!("{d:?}");
+    let key = "video.source.distortion";
+    if s.kind != SourceKind::Synthetic {
+        p.push(
+            key,
+            &shown,
+            "applies only to video.source.kind = \"synthetic\" (a real lens is undone with \
+             [video.calibration])",
+        );
+    }
+    if !(4..=5).contains(&d.len()) {
+        p.push(
+            key,
+            &shown,
+            "must hold 4 or 5 numbers: [k1, k2, p1, p2] or [k1, k2, p1, p2, k3]",
+        );
+    } else if d.iter().any(|x| !x.is_finite() || x.abs() > 10.0) {
+        p.push(
+            key,
+            &shown,
+            "every coefficient must be a number between -10 and 10",
+        );
+    }
+}
+
+/// `[video.calibration]`: the file itself is read by the video worker at start.
+fn calibration(p: &mut Problems, c: &CalibrationConfig) {
+    if c.file.trim() != c.file || c.file.contains('\0') {
+        p.push(
+            "video.calibration.file",
+            &format!("{:?}", c.file),
+            "must be a file path without leading or trailing spaces",
+        );
+    }
+}
+
+/// `[video.camera]`.
+fn camera(p: &mut Problems, c: &CameraConfig) {
+    p.check(
+        "video.camera.buffers",
+        c.buffers,
+        (1..=32).contains(&c.buffers),
+        "must be between 1 and 32",
+    );
+    p.check(
+        "video.camera.exposure",
+        c.exposure,
+        (0..=1_000_000).contains(&c.exposure),
+        "must be between 0 and 1000000 (V4L2 exposure_time_absolute units of 100 us)",
+    );
+    if !c.auto_exposure && c.exposure == 0 {
+        p.push(
+            "video.camera.exposure",
+            "0",
+            "must be set (greater than 0) when video.camera.auto_exposure = false; \
+             `v4l2-ctl --list-ctrls` shows the camera's range",
+        );
+    }
+    p.check(
+        "video.camera.white_balance_k",
+        c.white_balance_k,
+        (1000..=15_000).contains(&c.white_balance_k),
+        "must be between 1000 and 15000 (kelvin)",
+    );
+    for (key, value) in [
+        ("video.camera.gain", c.gain),
+        ("video.camera.focus", c.focus),
+    ] {
+        p.check(
+            key,
+            value,
+            (-1..=1_000_000).contains(&value),
+            "must be -1 (leave the camera's value) or between 0 and 1000000",
+        );
+    }
 }
 
 /// An IP socket address, or `HOST:PORT` with a plain host name (resolved when the stream

@@ -2,23 +2,31 @@
 # Measures the video worker's CPU (user+system from /proc/PID/stat) over a window, for the
 # synthetic source and the file source (an MJPG file of the synthetic table).
 #
-# usage: video-worker/scripts/measure-cpu.sh [SECONDS]   (default 30; run from the workspace root)
-# Builds release binaries first. Prints one line per case plus the worker's own final stats
-# (fill = render/decode into the slot, publish overhead = shm-core's part).
+# usage: video-worker/scripts/measure-cpu.sh [SECONDS] [CASES]   (run from the workspace root)
+#   SECONDS: window, default 30. CASES: a regex of case names, default all.
+#   PROFILE=dev measures the debug build (OpenCV itself is the same system library).
+# Builds the binaries first. Prints one line per case plus the worker's own final stats
+# (fill = render/decode (and undistort) into the slot, publish overhead = shm-core's part).
+# The undistort-* cases add [video.calibration] with the synthetic source's own lens matrix.
 set -euo pipefail
 SECONDS_WINDOW=${1:-30}
+CASES=${2:-.}
 WARMUP=3
-cargo build -q --release -p billiards-video-worker --bin billiards-video-worker --example make_video
-BIN=target/release/billiards-video-worker
-MAKE=target/release/examples/make_video
+PROFILE=${PROFILE:-release}
+cargo build -q --profile "$PROFILE" -p billiards-video-worker --bin billiards-video-worker --example make_video --example write_calibration
+DIR=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+BIN=$DIR/billiards-video-worker
+MAKE=$DIR/examples/make_video
+WRITE_CAL=$DIR/examples/write_calibration
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 TICK=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-measure() { # name width height kind [path]
-  local name=$1 w=$2 h=$3 kind=$4 path=${5:-}
+measure() { # name width height kind [path] [extra config]
+  local name=$1 w=$2 h=$3 kind=$4 path=${5:-} extra=${6:-}
+  [[ $name =~ $CASES ]] || return 0
   local shm="vw_measure_$$_$name"
   cat > "$TMP/$name.toml" <<CFG
 [video]
@@ -30,6 +38,7 @@ fps = 30
 kind = "$kind"
 path = "$path"
 loop = true
+$extra
 CFG
   RUST_LOG=info "$BIN" --config "$TMP/$name.toml" 2> "$TMP/$name.log" &
   local pid=$!
@@ -50,3 +59,11 @@ measure synthetic-720p 1280 720 synthetic
 measure synthetic-1080p 1920 1080 synthetic
 measure file-mjpg-720p 1280 720 file "$TMP/720.avi"
 measure file-mjpg-1080p 1920 1080 file "$TMP/1080.avi"
+"$WRITE_CAL" "$TMP/cal720.yaml" 1280 720 -0.25 0.06 0 0 0 > /dev/null
+"$WRITE_CAL" "$TMP/cal1080.yaml" 1920 1080 -0.25 0.06 0 0 0 > /dev/null
+measure undistort-synthetic-720p 1280 720 synthetic "" "[video.calibration]
+file = \"$TMP/cal720.yaml\""
+measure undistort-synthetic-1080p 1920 1080 synthetic "" "[video.calibration]
+file = \"$TMP/cal1080.yaml\""
+measure undistort-file-mjpg-720p 1280 720 file "$TMP/720.avi" "[video.calibration]
+file = \"$TMP/cal720.yaml\""

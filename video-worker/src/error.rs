@@ -18,9 +18,16 @@ pub enum WorkerError {
         /// What went wrong, in words.
         why: String,
     },
+    /// `[video.calibration]` names a file that cannot be used. Exit code
+    /// [`exit_codes::USAGE`]: like a bad config, a restart cannot fix it.
+    #[error("{0}")]
+    Calibration(#[from] crate::calibration::CalibrationError),
     /// The synthetic scene cannot be built for this configuration.
     #[error("synthetic source: {0}")]
     Scene(#[from] SceneError),
+    /// The lens distortion of the synthetic source cannot be built.
+    #[error("synthetic source: video.source.distortion: cannot build the lens maps: {0}")]
+    Distortion(String),
     /// `video.shm_name` is not usable as a segment name.
     #[error("frame segment: {0}")]
     Name(#[from] shm_core::NameError),
@@ -51,6 +58,7 @@ impl WorkerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             WorkerError::SourceUnavailable { .. } => exit_codes::SOURCE_UNAVAILABLE,
+            WorkerError::Calibration(_) => exit_codes::USAGE,
             WorkerError::Open(shm_core::OpenError::SpecMismatch { .. })
             | WorkerError::Open(shm_core::OpenError::Attach(shm_core::AttachError::Invalid {
                 ..

@@ -20,6 +20,8 @@
 
 #![warn(missing_docs)]
 
+pub mod calibrate;
+pub mod calibration;
 mod error;
 mod pacing;
 pub mod signals;

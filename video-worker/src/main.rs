@@ -28,6 +28,78 @@ struct Args {
     /// (default: $BILLIARDS_MAX_READ_FAILURES or 30).
     #[arg(long, value_name = "N", hide = true)]
     max_read_failures: Option<u32>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Computes a lens calibration from chessboard photos and writes it for
+    /// [video.calibration] (code in the library's `calibrate` module).
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CalibrateArgs {
+    /// Directory of photos of the chessboard, taken with the camera at its running size.
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Inner corners of the board, COLSxROWS (9x6 for a board of 10 by 7 squares).
+    #[arg(long, value_name = "COLSxROWS")]
+    board: billiards_video_worker::calibrate::Board,
+    /// Side of one square in millimetres.
+    #[arg(long, value_name = "S")]
+    square_mm: f64,
+    /// Lens model to fit.
+    #[arg(long, value_enum, default_value = "pinhole")]
+    model: Model,
+    /// Calibration file to write (.yaml, .yml or .json).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Model {
+    Pinhole,
+    Fisheye,
+}
+
+fn calibrate(args: CalibrateArgs) -> ExitCode {
+    use billiards_video_worker::calibrate;
+    let opts = calibrate::CalibrateOptions {
+        images: args.images,
+        board: args.board,
+        square_mm: args.square_mm,
+        model: match args.model {
+            Model::Pinhole => config::LensModel::Pinhole,
+            Model::Fisheye => config::LensModel::Fisheye,
+        },
+        out: args.out,
+    };
+    match calibrate::run(&opts) {
+        Ok(r) => {
+            let k = &r.calibration.camera_matrix;
+            println!("images with a board: {} of {}", r.used, r.total);
+            println!("RMS reprojection error: {:.4} px", r.rms);
+            println!(
+                "fx = {:.3}, fy = {:.3}, cx = {:.3}, cy = {:.3}, image {}x{}",
+                k[0], k[4], k[2], k[5], r.calibration.image_width, r.calibration.image_height
+            );
+            println!("dist_coeffs = {:?}", r.calibration.dist_coeffs);
+            println!(
+                "written to {} (set [video.calibration] file = {:?}, model = \"{}\")",
+                opts.out.display(),
+                opts.out.display().to_string(),
+                opts.model
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("calibrate: {e}");
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }
 
 fn init_logging() {
@@ -105,6 +177,9 @@ fn main() -> ExitCode {
     if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
         // Our own messages say what failed; OpenCV's warnings would only repeat it.
         let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_ERROR);
+    }
+    if let Some(Command::Calibrate(c)) = args.command {
+        return calibrate(c);
     }
 
     let stop = match signals::install() {

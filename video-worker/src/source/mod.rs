@@ -2,13 +2,19 @@
 //! and captures a frame ([`FrameSource::next`], outside the shared-memory slot), then writes
 //! it straight into the slot the writer offers ([`FrameSource::fill`]).
 
+mod controls;
 mod opencv_source;
 mod synthetic_source;
+mod undistorted;
 
 use std::sync::atomic::AtomicBool;
 
-use config::{Config, SourceKind};
+use std::path::Path;
 
+use config::{Config, SourceKind};
+use tracing::info;
+
+use crate::calibration::{Calibration, CalibrationError, Remapper};
 use crate::WorkerError;
 
 pub(crate) use opencv_source::CvSource;
@@ -44,13 +50,48 @@ pub(crate) trait FrameSource {
     fn take_skipped(&mut self) -> u64;
 }
 
-/// Opens the configured source. Camera and file failures are
-/// [`WorkerError::SourceUnavailable`].
+/// Opens the configured source, undistorted when `[video.calibration]` names a file. Camera
+/// and file failures are [`WorkerError::SourceUnavailable`]; the calibration is read and
+/// checked first, so a bad one is reported even while the camera is missing.
 pub(crate) fn open(config: &Config) -> Result<Box<dyn FrameSource>, WorkerError> {
     let v = &config.video;
-    Ok(match v.source.kind {
+    let undistort = if v.calibration.enabled() {
+        let started = std::time::Instant::now();
+        let file = Path::new(&v.calibration.file);
+        let cal = Calibration::load(file)?;
+        cal.check(file, v.calibration.model, v.width as i32, v.height as i32)?;
+        let remap = Remapper::undistort(&cal, &v.calibration)?;
+        info!(
+            file = %file.display(),
+            model = %v.calibration.model,
+            framing = %v.calibration.framing,
+            took_ms = started.elapsed().as_millis() as u64,
+            "undistortion maps computed"
+        );
+        Some(remap)
+    } else {
+        None
+    };
+    let source: Box<dyn FrameSource> = match v.source.kind {
         SourceKind::Synthetic => Box::new(SyntheticSource::new(v)?),
         SourceKind::File => Box::new(CvSource::open_file(v)?),
         SourceKind::Camera => Box::new(CvSource::open_camera(v)?),
+    };
+    Ok(match undistort {
+        None => source,
+        Some(remap) => {
+            let what = format!(
+                "{}, {}, framing {}",
+                v.calibration.file, v.calibration.model, v.calibration.framing
+            );
+            Box::new(
+                undistorted::Undistorted::new(source, remap, &what).map_err(|e| {
+                    CalibrationError::Maps {
+                        file: v.calibration.file.clone().into(),
+                        why: e.message,
+                    }
+                })?,
+            )
+        }
     })
 }

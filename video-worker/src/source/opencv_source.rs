@@ -13,6 +13,7 @@ use opencv::prelude::*;
 use opencv::{imgproc, videoio};
 use tracing::{debug, info, warn};
 
+use super::controls::{camera_controls, show};
 use super::{FrameSource, Next};
 use crate::pacing::{Pace, Pacer};
 use crate::WorkerError;
@@ -114,6 +115,40 @@ fn prop(cap: &videoio::VideoCapture, id: i32) -> f64 {
     cap.get(id).unwrap_or(0.0)
 }
 
+/// Sets every control of `[video.camera]` (see [`camera_controls`]) and logs, in one line,
+/// what was asked and what the camera reports afterwards: drivers clamp or ignore values
+/// silently, so the reported side is the truth.
+fn apply_controls(cap: &mut videoio::VideoCapture, v: &VideoConfig, device: &str) {
+    let controls = camera_controls(v);
+    let mut asked = Vec::with_capacity(controls.len());
+    let mut refused = Vec::new();
+    for c in &controls {
+        asked.push(format!("{}={}", c.name, show(c.prop, c.value)));
+        if !cap.set(c.prop, c.value).unwrap_or(false) {
+            refused.push(c.name);
+        }
+    }
+    // Read back after every set: a later control (the format) can reset an earlier one.
+    let reported: Vec<String> = controls
+        .iter()
+        .map(|c| format!("{}={}", c.name, show(c.prop, prop(cap, c.prop))))
+        .collect();
+    info!(
+        device = %device,
+        asked = %asked.join(" "),
+        reported = %reported.join(" "),
+        refused = %refused.join(" "),
+        "camera controls applied"
+    );
+    if !refused.is_empty() {
+        warn!(
+            device = %device,
+            "the camera refused {}; `v4l2-ctl -d {device} --list-ctrls` shows what it supports",
+            refused.join(", ")
+        );
+    }
+}
+
 fn is_open(cap: &opencv::Result<videoio::VideoCapture>) -> bool {
     cap.as_ref()
         .map(|c| c.is_opened().unwrap_or(false))
@@ -190,8 +225,8 @@ impl CvSource {
         Ok(Self::new(cap, kind, v, description))
     }
 
-    /// Opens the camera by index (`device`) or path with the V4L2 backend and asks for the
-    /// configured size, rate and MJPG.
+    /// Opens the camera by index (`device`) or path with the V4L2 backend and applies the
+    /// configured size, rate and `[video.camera]` controls.
     pub(crate) fn open_camera(v: &VideoConfig) -> Result<Self, WorkerError> {
         let device = v.source.camera_device();
         let cap = if v.source.path.is_empty() {
@@ -203,17 +238,7 @@ impl CvSource {
             return Err(unavailable("camera", &device, diagnose_device(&device)));
         }
         let mut cap = cap.map_err(|e| unavailable("camera", &device, e.message))?;
-        let mjpg = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap_or(0x4750_4A4D);
-        for (id, value, what) in [
-            (videoio::CAP_PROP_FOURCC, mjpg as f64, "fourcc MJPG"),
-            (videoio::CAP_PROP_FRAME_WIDTH, v.width as f64, "width"),
-            (videoio::CAP_PROP_FRAME_HEIGHT, v.height as f64, "height"),
-            (videoio::CAP_PROP_FPS, v.fps as f64, "fps"),
-        ] {
-            if !cap.set(id, value).unwrap_or(false) {
-                debug!(device = %device, "camera refused {what} = {value}");
-            }
-        }
+        apply_controls(&mut cap, v, &device);
         let (gw, gh) = (
             prop(&cap, videoio::CAP_PROP_FRAME_WIDTH),
             prop(&cap, videoio::CAP_PROP_FRAME_HEIGHT),
@@ -222,7 +247,7 @@ impl CvSource {
         let gfourcc = fourcc_name(prop(&cap, videoio::CAP_PROP_FOURCC));
         info!(
             device = %device,
-            asked = %format!("{}x{} @ {} fps MJPG", v.width, v.height, v.fps),
+            asked = %format!("{}x{} @ {} fps {}", v.width, v.height, v.fps, v.camera.format),
             got = %format!("{gw}x{gh} @ {gfps} fps {gfourcc}"),
             "camera opened"
         );

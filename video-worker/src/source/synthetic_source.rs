@@ -2,9 +2,12 @@
 
 use std::sync::atomic::AtomicBool;
 
-use config::VideoConfig;
+use config::{SourceConfig, VideoConfig};
+use opencv::core::{Mat, Scalar, CV_8UC3};
+use opencv::prelude::*;
 
 use super::{FrameSource, Next};
+use crate::calibration::Remapper;
 use crate::pacing::{Pace, Pacer};
 use crate::synthetic::{RenderCache, Scene, SceneParams};
 use crate::WorkerError;
@@ -21,7 +24,15 @@ pub(crate) struct SyntheticSource {
     /// What each slot (by address) shows, so only moved balls are redrawn. Slots live as
     /// long as the writer's mapping, which outlives this source's use.
     caches: Vec<(usize, RenderCache)>,
+    /// `video.source.distortion`: the ideal render goes to `ideal`, and the lens is applied
+    /// on the way into the slot.
+    lens: Option<Lens>,
     description: String,
+}
+
+struct Lens {
+    remap: Remapper,
+    ideal: Mat,
 }
 
 impl SyntheticSource {
@@ -32,6 +43,24 @@ impl SyntheticSource {
             took_ms = started.elapsed().as_millis() as u64,
             "synthetic background rendered"
         );
+        let lens = if v.source.distortion.is_empty() {
+            None
+        } else {
+            let (w, h) = (v.width as i32, v.height as i32);
+            let k = SourceConfig::synthetic_camera_matrix(v.width, v.height);
+            let lens = Remapper::distort(&k, &v.source.distortion, w, h)
+                .and_then(|remap| {
+                    let ideal = Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(0.0))?;
+                    Ok(Lens { remap, ideal })
+                })
+                .map_err(|e| WorkerError::Distortion(e.message))?;
+            tracing::info!(
+                distortion = ?v.source.distortion,
+                camera_matrix = ?k,
+                "synthetic frames pass through a distorting lens"
+            );
+            Some(lens)
+        };
         Ok(SyntheticSource {
             scene,
             pacer: Pacer::new(v.fps as f64),
@@ -40,9 +69,14 @@ impl SyntheticSource {
             skipped: 0,
             caches: Vec::with_capacity(v.slots as usize),
             description: format!(
-                "synthetic table (seed {}, {}x{} @ {} fps)",
-                v.source.seed, v.width, v.height, v.fps
+                "synthetic table (seed {}, {}x{} @ {} fps{})",
+                v.source.seed,
+                v.width,
+                v.height,
+                v.fps,
+                if lens.is_some() { ", distorted" } else { "" }
             ),
+            lens,
         })
     }
 }
@@ -81,6 +115,27 @@ impl FrameSource for SyntheticSource {
     }
 
     fn fill(&mut self, slot: &mut [u8]) -> Result<(), String> {
+        let Some(mut lens) = self.lens.take() else {
+            return self.render(slot);
+        };
+        let result = lens
+            .ideal
+            .data_bytes_mut()
+            .map_err(|e| e.message)
+            .and_then(|ideal| self.render(ideal))
+            .and_then(|()| lens.remap.remap_into(&lens.ideal, slot));
+        self.lens = Some(lens);
+        result
+    }
+
+    fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+}
+
+impl SyntheticSource {
+    /// Renders the scene into `buf`, redrawing only what changed since `buf` last showed it.
+    fn render(&mut self, slot: &mut [u8]) -> Result<(), String> {
         let key = slot.as_ptr() as usize;
         let idx = match self.caches.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
@@ -94,9 +149,5 @@ impl FrameSource for SyntheticSource {
             cache.invalidate();
             e.to_string()
         })
-    }
-
-    fn take_skipped(&mut self) -> u64 {
-        std::mem::take(&mut self.skipped)
     }
 }

@@ -84,6 +84,75 @@ struct Args {
     /// scattered balls, instead of `SceneStyle::varied(seed)`.
     #[arg(long)]
     plain: bool,
+    /// Official renderer: pass each frame through a lens with these pinhole coefficients
+    /// (`K1,K2,P1,P2[,K3]`, the synthetic source's `video.source.distortion`), then undo it
+    /// with the video worker's undistortion, as a calibrated camera would deliver frames.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        value_name = "K1,K2,P1,P2"
+    )]
+    lens: Option<Vec<f64>>,
+    /// With `--lens`: score the distorted frames without correcting them (the baseline).
+    #[arg(long, requires = "lens")]
+    uncorrected: bool,
+}
+
+/// Distorts a rendered frame and corrects it again with the video worker's own maps.
+struct LensRoundTrip {
+    distort: video_worker::calibration::Remapper,
+    undistort: video_worker::calibration::Remapper,
+    distorted: Vec<u8>,
+    corrected: Vec<u8>,
+    correct: bool,
+}
+
+impl LensRoundTrip {
+    fn new(coeffs: &[f64], width: u32, height: u32, correct: bool) -> Result<Self> {
+        use video_worker::calibration::{Calibration, Remapper};
+        let k = config::SourceConfig::synthetic_camera_matrix(width, height);
+        let (w, h) = (width as i32, height as i32);
+        let cal = Calibration {
+            camera_matrix: k,
+            dist_coeffs: coeffs.to_vec(),
+            image_width: w,
+            image_height: h,
+            model: Some(config::LensModel::Pinhole),
+        };
+        let cfg = config::CalibrationConfig {
+            file: "vision-eval --lens".into(),
+            ..Default::default()
+        };
+        let len = (width * height * 3) as usize;
+        Ok(LensRoundTrip {
+            distort: Remapper::distort(&k, coeffs, w, h)?,
+            undistort: Remapper::undistort(&cal, &cfg)?,
+            distorted: vec![0; len],
+            corrected: vec![0; len],
+            correct,
+        })
+    }
+
+    /// Replaces `frame` by its distorted-then-corrected version.
+    fn apply(&mut self, frame: &mut Mat) -> Result<()> {
+        self.distort
+            .remap_into(frame, &mut self.distorted)
+            .map_err(anyhow::Error::msg)?;
+        if !self.correct {
+            frame.data_bytes_mut()?.copy_from_slice(&self.distorted);
+            return Ok(());
+        }
+        let rows = frame.rows();
+        let distorted = Mat::from_slice(&self.distorted)?
+            .reshape(3, rows)?
+            .try_clone()?;
+        self.undistort
+            .remap_into(&distorted, &mut self.corrected)
+            .map_err(anyhow::Error::msg)?;
+        frame.data_bytes_mut()?.copy_from_slice(&self.corrected);
+        Ok(())
+    }
 }
 
 fn main() -> Result<()> {
@@ -175,9 +244,24 @@ fn eval_official(args: &Args) -> Result<Score> {
     let mut mat = Mat::default();
     let seeds = args.seeds.max(1);
     let mut sheet = Vec::new();
+    let mut lens = match &args.lens {
+        Some(c) => Some(LensRoundTrip::new(
+            c,
+            args.width,
+            args.height,
+            !args.uncorrected,
+        )?),
+        None => None,
+    };
     println!(
-        "official renderer: {} frames over {} seeds",
-        args.frames, seeds
+        "official renderer: {} frames over {} seeds{}",
+        args.frames,
+        seeds,
+        match &args.lens {
+            Some(c) if args.uncorrected => format!(", through lens {c:?}, uncorrected"),
+            Some(c) => format!(", through lens {c:?} and back"),
+            None => String::new(),
+        }
     );
     for g in 0..seeds {
         let seed = args.first_seed + g as u64;
@@ -197,6 +281,9 @@ fn eval_official(args: &Args) -> Result<Score> {
         for i in 0..n {
             scene.step(args.step);
             let gt = scene.render_mat(&mut mat)?;
+            if let Some(l) = lens.as_mut() {
+                l.apply(&mut mat)?;
+            }
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
             let before = s.clone();
