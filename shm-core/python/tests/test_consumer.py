@@ -368,3 +368,35 @@ def test_gc_stops_the_consumer_and_the_reader_entry_is_reused(video_worker, segm
     c = consumer(segment_name, fallback_dir, name="last").start()
     c.wait_frame(timeout=5.0)
     c.stop()
+
+
+def test_detections_consumer_reads_the_vision_workers_json(procs, segments, segment_name,
+                                                          fallback_dir, tmp_path):
+    det_name = f"{segment_name}-det"
+    segments.extend([segment_name, det_name])
+    cfg = write_config(tmp_path / "vision.toml", f"""
+[video]
+shm_name = "{segment_name}"
+width = 320
+height = 240
+fps = 30
+fallback_dir = "{fallback_dir}"
+[vision]
+detections_shm_name = "{det_name}"
+""")
+    env = {"RUST_LOG": "warn"}
+    video = procs.start([binary("billiards-video-worker"), "--config", cfg], env=env)
+    from conftest import wait_for_frames
+
+    wait_for_frames(segment_name, fallback_dir, video)
+    procs.start([binary("billiards-vision-worker"), "--config", cfg], env=env)
+    d = bs.DetectionsConsumer.from_config(str(cfg), name="det-test")
+    assert d.shm_name == det_name
+    d.attach_timeout = STARTUP_TIMEOUT
+    assert d.start() is d
+    first = d.wait(timeout=STARTUP_TIMEOUT)
+    assert {"frame_number", "capture_ts_ns", "processed_ts_ns", "table", "balls"} <= set(first)
+    second = d.wait(timeout=STARTUP_TIMEOUT)
+    assert second["frame_number"] > first["frame_number"]
+    assert d.stats()["frames_read"] == 2
+    d.stop()
