@@ -94,7 +94,9 @@ fn parse_args() -> Result<Args, String> {
         if flag == "--" {
             a.reader_command = it.by_ref().collect();
             if a.reader_command.is_empty() {
-                return Err(format!("-- must be followed by the reader command\n{USAGE}"));
+                return Err(format!(
+                    "-- must be followed by the reader command\n{USAGE}"
+                ));
             }
             break;
         }
@@ -321,7 +323,9 @@ fn bench(args: &Args) -> Result<(), String> {
         }
         for c in &mut children.0 {
             if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("a reader process exited before attaching: {status}"));
+                return Err(format!(
+                    "a reader process exited before attaching: {status}"
+                ));
             }
         }
         std::thread::sleep(Duration::from_millis(10));
