@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use shm_core::{
@@ -58,6 +59,19 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 const POOL_SIZE: usize = 3;
 
 type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// `numpy.asarray`, imported once.
+static ASARRAY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+
+/// A read-only array over one slot, made once and handed out for every frame held in that
+/// slot: the array is the slot, so a new ndarray per frame would only add work to each
+/// wake-up. Its base (a [`HeldBuffer`]) owns a reference to the mapping.
+struct SlotArray {
+    addr: usize,
+    shape: Vec<usize>,
+    strides: Option<Vec<usize>>,
+    array: Py<PyAny>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the reader inconsistent in a way that
@@ -214,6 +228,8 @@ struct Reader {
     producer: String,
     inner: Mutex<Option<shm_core::Reader>>,
     pool: Pool,
+    /// Only touched with the GIL held (it holds Python objects).
+    slot_arrays: Mutex<Vec<SlotArray>>,
 }
 
 impl Reader {
@@ -298,6 +314,7 @@ impl Reader {
             producer: producer.into(),
             inner: Mutex::new(None),
             pool: Arc::new(Mutex::new(Vec::new())),
+            slot_arrays: Mutex::new(Vec::new()),
         })
     }
 
@@ -322,6 +339,8 @@ impl Reader {
     fn close(&self, py: Python<'_>) {
         let r = py.allow_threads(|| lock(&self.inner).take());
         drop(r);
+        // Arrays the caller still holds keep the mapping alive by themselves.
+        lock(&self.slot_arrays).clear();
     }
 
     /// Whether `attach()` succeeded and `close()` was not called.
@@ -420,13 +439,14 @@ impl Reader {
     }
 
     /// Holds the newest unread frame in place for a zero-copy read, waiting up to `timeout`
-    /// seconds (0: do not wait). Returns `(HeldBuffer, meta)` or None. End the read with
-    /// `release(held)`.
+    /// seconds (0: do not wait). Returns `(array, held, meta)` or None: `array` is the
+    /// read-only ndarray over the slot (the same object for every frame of that slot), `held`
+    /// the token to pass to `release(held)`.
     fn hold<'py>(
         &self,
         py: Python<'py>,
         timeout: f64,
-    ) -> PyResult<Option<(HeldBuffer, Bound<'py, PyDict>)>> {
+    ) -> PyResult<Option<(Py<PyAny>, HeldBuffer, Bound<'py, PyDict>)>> {
         let t = timeout_arg(timeout)?;
         let got = self.blocking(py, t, |r| r.hold_latest())?;
         let Some(held) = got else {
@@ -434,7 +454,39 @@ impl Reader {
         };
         let meta = *held.meta();
         let (shape, strides) = geometry(&meta);
+        let addr = held.view().as_ptr() as usize;
+        let array = {
+            let mut cache = lock(&self.slot_arrays);
+            let found = cache
+                .iter()
+                .find(|a| a.addr == addr && a.shape == shape && a.strides == strides)
+                .map(|a| a.array.clone_ref(py));
+            match found {
+                Some(a) => a,
+                None => {
+                    let base = HeldBuffer {
+                        held: held.clone(),
+                        shape: shape.clone(),
+                        strides: strides.clone(),
+                    };
+                    let asarray = ASARRAY.get_or_try_init(py, || {
+                        Ok::<_, PyErr>(py.import("numpy")?.getattr("asarray")?.unbind())
+                    })?;
+                    let array = asarray.bind(py).call1((base,))?.unbind();
+                    // A slot whose frame layout changed replaces its old array.
+                    cache.retain(|a| a.addr != addr);
+                    cache.push(SlotArray {
+                        addr,
+                        shape: shape.clone(),
+                        strides: strides.clone(),
+                        array: array.clone_ref(py),
+                    });
+                    array
+                }
+            }
+        };
         Ok(Some((
+            array,
             HeldBuffer {
                 held,
                 shape,

@@ -200,7 +200,8 @@ class VideoConsumer(_Consumer):
         Leaving the block raises :class:`FrameOverwritten` if the writer overwrote the slot
         while the block ran (the block took longer than about ``slots - 1`` frame periods):
         then discard ``result``. The array's memory stays mapped as long as the array lives,
-        but its bytes are only the frame inside the block; copy what you keep.
+        but its bytes are only the frame inside the block; copy what you keep. The array is
+        the slot itself: a later view of a frame in the same slot may be the same object.
         """
         return FrameView(self, timeout)
 
@@ -222,8 +223,8 @@ class FrameView:
             raise TimeoutError(
                 f"no new frame in segment {self._consumer.shm_name} within {self._timeout} s"
             )
-        self._held, self.meta = got
-        return np.asarray(self._held), self.meta
+        arr, self._held, self.meta = got
+        return arr, self.meta
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         held, self._held = self._held, None
