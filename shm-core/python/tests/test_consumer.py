@@ -110,9 +110,10 @@ def test_no_torn_frame_under_a_writer_hammering_one_slot(bench_writer, segment_n
     # looked at in place.
     bench_writer(width=256, height=128, fps=1000, slots=2)
     c = consumer(segment_name, fallback_dir, name="hammer").start()
-    copies = views = overwritten = torn = 0
+    copies = views = overwritten = torn = attempts = 0
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
+        attempts += 1
         f, m = c.wait_frame(timeout=5.0)
         copies += 1
         if not _intact(f.reshape(-1), m["frame_number"], True):
@@ -120,7 +121,7 @@ def test_no_torn_frame_under_a_writer_hammering_one_slot(bench_writer, segment_n
         try:
             with c.view(timeout=5.0) as (arr, m):
                 ok = _intact(arr.reshape(-1), m["frame_number"], True)
-                if views % 10 == 0:
+                if attempts % 10 == 0:
                     time.sleep(0.005)  # outlive the slot: must end in FrameOverwritten
             views += 1
             if not ok:
