@@ -60,6 +60,9 @@ const POOL_SIZE: usize = 3;
 
 type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
 
+/// What `Reader.hold` returns: the slot's array, the token for `release`, the metadata.
+type Held<'py> = (Py<PyAny>, HeldBuffer, Bound<'py, PyDict>);
+
 /// `numpy.asarray`, imported once.
 static ASARRAY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
@@ -442,11 +445,7 @@ impl Reader {
     /// seconds (0: do not wait). Returns `(array, held, meta)` or None: `array` is the
     /// read-only ndarray over the slot (the same object for every frame of that slot), `held`
     /// the token to pass to `release(held)`.
-    fn hold<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: f64,
-    ) -> PyResult<Option<(Py<PyAny>, HeldBuffer, Bound<'py, PyDict>)>> {
+    fn hold<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Held<'py>>> {
         let t = timeout_arg(timeout)?;
         let got = self.blocking(py, t, |r| r.hold_latest())?;
         let Some(held) = got else {
