@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?=
 
-.PHONY: deps build build-release run test fmt-check clippy test-only bench chaos clean-shm
+.PHONY: deps build build-release run test fmt-check clippy test-only test-python python-env bench chaos clean-shm
 
 deps:
 	@bash scripts/install-deps.sh
@@ -30,6 +30,16 @@ clippy: deps
 test-only: deps
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) --no-print-directory test-python
+
+# The virtualenv .venv/ with billiards_shm built into it (shm-core/python).
+python-env: deps
+	bash scripts/python-env.sh
+
+# billiards_shm's pytest suite against the real Rust writers in target/debug.
+test-python: python-env
+	$(CARGO) build --workspace --bins
+	.venv/bin/python -m pytest -q shm-core/python/tests
 
 test: deps fmt-check clippy test-only
 

@@ -10,6 +10,8 @@ packages=(
   clang           # the opencv crate generates its bindings with libclang
   libclang-dev
   chromium        # dashboard test in a real headless browser
+  python3-venv    # .venv/ for the billiards_shm Python package (scripts/python-env.sh)
+  python3-dev     # Python headers for building billiards_shm (PyO3)
 )
 
 missing=()

@@ -47,7 +47,7 @@ pub use error::{
 pub use latency::LatencyWindow;
 pub use location::{SegmentLocation, FORCE_FALLBACK_ENV};
 pub use monitor::{Monitor, ReaderSnapshot, SegmentSnapshot};
-pub use reader::{AttachOptions, FrameMeta, Reader, ReaderStats, ZeroCopy};
+pub use reader::{AttachOptions, FrameMeta, HeldFrame, Reader, ReaderStats, ZeroCopy};
 pub use segment::{create, unlink, CreateMode, SegmentInfo};
 pub use sys::FrameView;
 pub use sys::{monotonic_ns, process_cpu_ns};

@@ -1,5 +1,10 @@
 //! Readers: copy-out and zero-copy reads of the newest frame, futex waits, the reader table.
 
+mod held;
+
+pub use held::HeldFrame;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -94,7 +99,8 @@ pub struct ReaderStats {
 
 /// A reader of a segment. It holds one entry of the reader table until dropped.
 pub struct Reader {
-    map: Mapping,
+    // An Arc so that a [`HeldFrame`] can keep the mapping alive after the reader is gone.
+    map: Arc<Mapping>,
     info: SegmentInfo,
     entry: usize,
     last_seen: u64,
@@ -190,7 +196,7 @@ impl Reader {
                 capacity: READER_CAPACITY,
             })?;
         Ok(Reader {
-            map,
+            map: Arc::new(map),
             info,
             entry,
             last_seen: 0,
@@ -289,6 +295,21 @@ impl Reader {
         }
     }
 
+    /// Frame `latest` was overwritten while it was looked at in place: it is gone for good, so
+    /// count it (and any skipped before it) as missed and do not offer it again.
+    fn lost(&mut self, latest: u64) {
+        self.torn();
+        self.stats.frames_missed += if self.last_seen == 0 {
+            1
+        } else {
+            latest.saturating_sub(self.last_seen)
+        };
+        self.entry()
+            .frames_missed
+            .store(self.stats.frames_missed, Ordering::Relaxed);
+        self.last_seen = self.last_seen.max(latest);
+    }
+
     fn torn(&mut self) {
         self.stats.torn_retries += 1;
         self.entry()
@@ -347,18 +368,7 @@ impl Reader {
         let slot = self.map.geometry().slot_of(latest);
         let sm = self.map.slot_meta(slot);
         let lost = |r: &mut Reader| {
-            r.torn();
-            // The frame is gone for good: count it (and any skipped before it) as missed and
-            // do not offer it again.
-            r.stats.frames_missed += if r.last_seen == 0 {
-                1
-            } else {
-                latest - r.last_seen
-            };
-            r.entry()
-                .frames_missed
-                .store(r.stats.frames_missed, Ordering::Relaxed);
-            r.last_seen = latest;
+            r.lost(latest);
             Ok(Some(ZeroCopy::Overwritten {
                 frame_number: latest,
             }))

@@ -5,8 +5,14 @@
 //! ```
 //!
 //! The same binary is re-executed as the reader processes (`--role reader`) and, for the
-//! process tests, as a standalone writer (`--role writer`). Readers get the measurement window
-//! `T0 T1` (CLOCK_MONOTONIC ns) as one line on stdin and print one JSON line when it ends.
+//! process tests, as a standalone writer (`--role writer`, with `--create` to create the
+//! segment itself and remove it when done). Readers get the measurement window `T0 T1`
+//! (CLOCK_MONOTONIC ns) as one line on stdin and print one JSON line when it ends.
+//!
+//! `shm-bench [flags] -- CMD ARGS...` runs `CMD ARGS... --role reader --segment S --dir D
+//! --mode M --name N` as the reader processes instead (they must speak the same stdin/stdout
+//! protocol): this is how `python -m billiards_shm.bench` measures Python readers against the
+//! very same writer and prints the very same JSON line.
 //!
 //! Every frame `n` is copied from one of four source buffers filled with distinct bytes and
 //! stamped with `n` in its first and last 8 bytes, so a reader can tell a torn frame (stamps
@@ -21,7 +27,9 @@ use shm_core::*;
 
 const USAGE: &str =
     "usage: shm-bench [--width W] [--height H] [--fps F] [--readers N] [--seconds S] \
-[--mode copy|zero-copy] [--slots K] [--warmup S]";
+[--mode copy|zero-copy] [--slots K] [--warmup S] [-- READER_CMD ARGS...]\n\
+       shm-bench --role writer --segment NAME [--dir D] [--create] [--width W] [--height H] \
+[--fps F] [--slots K] [--seconds S]";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -44,6 +52,10 @@ struct Args {
     dir: String,
     name: String,
     check: Check,
+    /// Writer role: create the segment (and remove it at the end) instead of opening it.
+    create: bool,
+    /// Bench role: the reader processes' command (default: this binary).
+    reader_command: Vec<String>,
 }
 
 /// What a reader verifies in every delivered frame.
@@ -70,12 +82,27 @@ fn parse_args() -> Result<Args, String> {
         dir: "/tmp".into(),
         name: "bench".into(),
         check: Check::Pattern,
+        create: false,
+        reader_command: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--" {
+            a.reader_command = it.by_ref().collect();
+            if a.reader_command.is_empty() {
+                return Err(format!(
+                    "-- must be followed by the reader command\n{USAGE}"
+                ));
+            }
+            break;
+        }
+        if flag == "--create" {
+            a.create = true;
+            continue;
         }
         let value = it
             .next()
@@ -263,8 +290,13 @@ fn bench(args: &Args) -> Result<(), String> {
         "zero-copy"
     };
     let mut children = Children(Vec::new());
+    let (program, prefix) = match args.reader_command.split_first() {
+        Some((cmd, rest)) => (std::path::PathBuf::from(cmd), rest.to_vec()),
+        None => (exe, Vec::new()),
+    };
     for i in 0..args.readers {
-        let child = Command::new(&exe)
+        let child = Command::new(&program)
+            .args(&prefix)
             .args([
                 "--role",
                 "reader",
@@ -279,14 +311,22 @@ fn bench(args: &Args) -> Result<(), String> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start reader process: {e}"))?;
+            .map_err(|e| format!("cannot start reader process {}: {e}", program.display()))?;
         children.0.push(child);
     }
     let monitor = Monitor::open(&loc).map_err(|e| e.to_string())?;
-    let attach_deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: 20 Python readers importing numpy on two busy cores take seconds to start.
+    let attach_deadline = Instant::now() + Duration::from_secs(60);
     while monitor.snapshot().readers.len() < args.readers {
         if Instant::now() > attach_deadline {
-            return Err("readers did not attach within 30 s".into());
+            return Err("readers did not attach within 60 s".into());
+        }
+        for c in &mut children.0 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!(
+                    "a reader process exited before attaching: {status}"
+                ));
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -491,10 +531,17 @@ fn reader(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// A writer on an existing segment publishing stamped frames at `--fps` until killed.
+/// A writer publishing stamped frames at `--fps` for `--seconds` (or until killed), on an
+/// existing segment or, with `--create`, on one it creates and removes at the end.
 fn writer(args: &Args) -> Result<(), String> {
     let loc = location(args)?;
     let spec = SegmentSpec::frames(args.width, args.height, args.slots);
+    let _unlink = if args.create {
+        create(&loc, &spec, CreateMode::Exclusive).map_err(|e| e.to_string())?;
+        Some(Unlink(loc.clone()))
+    } else {
+        None
+    };
     let mut w = Writer::open(&loc, &spec).map_err(|e| e.to_string())?;
     let mut sources = Sources::new(spec.slot_capacity);
     let period = Duration::from_secs_f64(1.0 / args.fps);
