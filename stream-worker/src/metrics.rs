@@ -23,7 +23,7 @@ const ENCODE_BOUNDS: &[f64] = &[
     0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25,
 ];
 /// HTTP status codes counted one by one; anything else is counted as `other`.
-const CODES: &[u16] = &[200, 400, 401, 404, 405, 500, 502, 503];
+const CODES: &[u16] = &[200, 400, 401, 403, 404, 405, 500, 502, 503];
 
 /// A cumulative histogram with fixed buckets, in nanoseconds internally, seconds outside.
 #[derive(Debug)]
