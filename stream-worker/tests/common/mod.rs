@@ -205,6 +205,13 @@ impl Server {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Whether the server process is still running (not exited, not crashed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
