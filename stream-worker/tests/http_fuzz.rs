@@ -7,6 +7,7 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -223,6 +224,22 @@ fn request_head() -> impl Strategy<Value = Vec<u8>> {
         (1usize..70_000).prop_map(|n| format!("X-Big: {}", "b".repeat(n))),
     ];
     let eol = one_of(&["\r\n", "\n", "\r", "\r\r\n"]);
+    // Well-framed heads with hostile headers and targets, so cases get past the framing and
+    // reach the Host check, auth and routing.
+    let framed = (
+        one_of(&["GET", "HEAD", "POST"]),
+        target.clone(),
+        proptest::collection::vec(header.clone(), 0..6),
+    )
+        .prop_map(|(m, t, headers)| {
+            let mut head = format!("{m} {t} HTTP/1.1\r\n");
+            for h in headers {
+                head.push_str(&h);
+                head.push_str("\r\n");
+            }
+            head.push_str("\r\n");
+            head.into_bytes()
+        });
     let assembled = (
         method,
         target,
@@ -246,6 +263,7 @@ fn request_head() -> impl Strategy<Value = Vec<u8>> {
             bytes
         });
     prop_oneof![
+        3 => framed,
         3 => assembled,
         1 => proptest::collection::vec(any::<u8>(), 0..4096),
     ]
@@ -259,9 +277,16 @@ fn malformed_request_heads_are_answered_or_closed_and_never_crash_the_server() {
     let server = RefCell::new(server);
     let mut runner = runner();
     let cases = Cell::new(0u64);
+    // Which answers the cases reached, printed so a run shows it explored more than one path.
+    let seen = RefCell::new(BTreeMap::<String, u64>::new());
     let result = runner.run(&request_head(), |bytes| {
         cases.set(cases.get() + 1);
         let out = exchange(addr, &bytes);
+        let key = match out.status() {
+            Some(code) => code.to_string(),
+            None => "closed".to_string(),
+        };
+        *seen.borrow_mut().entry(key).or_default() += 1;
         check_common(&server, &out)
     });
     let server = server.into_inner();
@@ -278,7 +303,11 @@ fn malformed_request_heads_are_answered_or_closed_and_never_crash_the_server() {
         "{}",
         server.log_text()
     );
-    eprintln!("http_fuzz heads: {} cases", cases.get());
+    eprintln!(
+        "http_fuzz heads: {} cases; answers: {:?}",
+        cases.get(),
+        seen.into_inner()
+    );
 }
 
 /// One atom of a query key or value: safe characters, valid and invalid percent escapes
