@@ -46,7 +46,7 @@ impl HostPolicy {
             return true;
         }
         let name = normalize(host);
-        !name.is_empty() && self.names.iter().any(|n| *n == name)
+        !name.is_empty() && self.names.contains(&name)
     }
 
     /// Checks every host a request names: its `Host` header (exactly one, or none for an
