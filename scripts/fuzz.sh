@@ -3,6 +3,7 @@
 # Usage: scripts/fuzz.sh [seconds-per-target]   (default 300)
 #  - shm-core attach_fuzz: segment attach and header/slot-metadata validation
 #  - supervisor control_fuzz: control-socket framing and request decoding
+#  - stream-worker http_fuzz: malformed request heads and query strings against the real server
 # Every run draws new random seeds; a failure stops the script with the failing case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ secs=${1:-300}
 cases=5000
 cargo test --release -q -p shm-core --test attach_fuzz --no-run
 cargo test --release -q -p billiards-supervisor --test control_fuzz --no-run
+cargo test --release -q -p billiards-stream-worker --test http_fuzz --no-run
 fuzz() { # package test properties
   local start runs=0
   start=$(date +%s)
@@ -22,3 +24,4 @@ fuzz() { # package test properties
 }
 fuzz shm-core attach_fuzz 3
 fuzz billiards-supervisor control_fuzz 4
+fuzz billiards-stream-worker http_fuzz 2

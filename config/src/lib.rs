@@ -329,6 +329,14 @@ pub struct StreamConfig {
     pub max_clients: u32,
     /// Non-empty: every endpoint but `/healthz` needs this token.
     pub auth_token: String,
+    /// Host names (without port) accepted in the `Host` header besides IP literals,
+    /// `localhost` and the listen address; any other host gets 403 (DNS-rebinding defence).
+    pub allowed_hosts: Vec<String>,
+    /// Seconds a connection may go without write progress (the client not reading) before it
+    /// is closed.
+    pub client_stall_sec: f64,
+    /// Most connections open at once from one peer address; 0 = no limit.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for StreamConfig {
@@ -340,6 +348,9 @@ impl Default for StreamConfig {
             max_fps: 30,
             max_clients: 64,
             auth_token: String::new(),
+            allowed_hosts: Vec::new(),
+            client_stall_sec: 10.0,
+            max_connections_per_ip: 0,
         }
     }
 }

@@ -195,6 +195,11 @@ fn rules_on_vision_stream_supervisor_watchdog() {
         ("[stream]\nmax_fps = 0", "stream.max_fps = 0: must be between 1 and 60"),
         ("[stream]\nmax_clients = 0", "stream.max_clients = 0: must be between 1 and 10000"),
         ("[stream]\nauth_token = \"a b\"", "stream.auth_token"),
+        ("[stream]\nallowed_hosts = [\"cam.local:8080\"]", "stream.allowed_hosts = \"cam.local:8080\": must be a host name without port"),
+        ("[stream]\nallowed_hosts = [\"\"]", "stream.allowed_hosts = \"\": must be a host name"),
+        ("[stream]\nallowed_hosts = [\"a b\"]", "stream.allowed_hosts = \"a b\": must be a host name"),
+        ("[stream]\nclient_stall_sec = 0", "stream.client_stall_sec = 0: must be a number greater than 0"),
+        ("[stream]\nmax_connections_per_ip = 100001", "stream.max_connections_per_ip = 100001: must be at most 100000"),
         ("[supervisor]\nshutdown_timeout_sec = 0", "supervisor.shutdown_timeout_sec = 0: must be a number"),
         (
             &format!("[supervisor]\ncontrol_socket = \"/tmp/{}.sock\"", "s".repeat(100)),
@@ -212,6 +217,21 @@ fn rules_on_vision_stream_supervisor_watchdog() {
         let e = err(doc);
         assert!(e.contains(want), "{doc:?}: got {e:?}, want {want:?}");
     }
+}
+
+#[test]
+fn http_hardening_keys_have_the_spec_defaults_and_parse() {
+    let d = Config::default().stream;
+    assert!(d.allowed_hosts.is_empty());
+    assert_eq!(d.client_stall_sec, 10.0);
+    assert_eq!(d.max_connections_per_ip, 0);
+    let c = parse(
+        "[stream]\nallowed_hosts = [\"billiards.lan\", \"Cam-1.local\"]\nclient_stall_sec = 3\nmax_connections_per_ip = 20\n",
+    )
+    .unwrap();
+    assert_eq!(c.stream.allowed_hosts, ["billiards.lan", "Cam-1.local"]);
+    assert_eq!(c.stream.client_stall_sec, 3.0);
+    assert_eq!(c.stream.max_connections_per_ip, 20);
 }
 
 #[test]
@@ -238,6 +258,8 @@ fn effective_config_round_trips_through_toml() {
     let mut c = Config::default();
     c.video.slots = 5;
     c.stream.auth_token = "secret".into();
+    c.stream.allowed_hosts = vec!["billiards.lan".into()];
+    c.stream.max_connections_per_ip = 8;
     c.video.source.kind = SourceKind::Camera;
     c.video.source.path = "/dev/video2".into();
     let text = c.to_toml();

@@ -93,6 +93,23 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         );
     }
 
+    for host in &st.allowed_hosts {
+        if !host_name_is_valid(host) {
+            p.push(
+                "stream.allowed_hosts",
+                &format!("{host:?}"),
+                "must be a host name without port, like \"camera.local\" (IP literals and localhost are always allowed)",
+            );
+        }
+    }
+    p.positive("stream.client_stall_sec", st.client_stall_sec);
+    p.check(
+        "stream.max_connections_per_ip",
+        st.max_connections_per_ip,
+        st.max_connections_per_ip <= 100_000,
+        "must be at most 100000 (0 = no limit)",
+    );
+
     let su = &c.supervisor;
     if su.control_socket.len() > MAX_SOCKET_PATH {
         p.push(
@@ -221,18 +238,20 @@ fn listen_is_valid(listen: &str) -> bool {
     let Some((host, port)) = listen.rsplit_once(':') else {
         return false;
     };
-    let host_ok = !host.is_empty()
+    host_name_is_valid(host) && port.parse::<u16>().is_ok()
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and '-', not all-numeric.
+fn host_name_is_valid(host: &str) -> bool {
+    !host.is_empty()
         && host.len() <= 253
-        && host
-            .split('.')
-            .all(|label| {
-                !label.is_empty()
-                    && !label.starts_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         // All-numeric dotted names are malformed IPv4 addresses, not host names.
-        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    host_ok && port.parse::<u16>().is_ok()
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 struct Problems(Vec<String>);

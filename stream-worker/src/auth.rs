@@ -3,23 +3,47 @@
 
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use crate::query::Query;
 
-/// Whether a request carries `token`. An empty `token` means auth is off.
-pub fn authorized(token: &str, headers: &HeaderMap, query: &Query) -> bool {
-    if token.is_empty() {
-        return true;
+/// The configured token, kept only as its SHA-256 digest, so checking a request costs the
+/// same whatever the token's length.
+#[derive(Clone)]
+pub struct Token(Option<[u8; 32]>);
+
+impl Token {
+    /// The token `stream.auth_token`; empty means auth is off.
+    pub fn new(token: &str) -> Token {
+        Token((!token.is_empty()).then(|| Sha256::digest(token.as_bytes()).into()))
     }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the digest: it would let a log reader test guesses offline.
+        f.write_str(if self.0.is_some() {
+            "Token(set)"
+        } else {
+            "Token(off)"
+        })
+    }
+}
+
+/// Whether a request carries `token` (always, when auth is off).
+pub fn authorized(token: &Token, headers: &HeaderMap, query: &Query) -> bool {
+    let Some(want) = &token.0 else {
+        return true;
+    };
     let mut ok = false;
     // Every presented credential is compared, so timing does not reveal which one matched.
     for value in headers.get_all(AUTHORIZATION) {
         if let Some(given) = value.to_str().ok().and_then(bearer) {
-            ok |= constant_time_eq(given.as_bytes(), token.as_bytes());
+            ok |= digest_eq(&Sha256::digest(given.as_bytes()).into(), want);
         }
     }
     if let Some(given) = query.get("token") {
-        ok |= constant_time_eq(given.as_bytes(), token.as_bytes());
+        ok |= digest_eq(&Sha256::digest(given.as_bytes()).into(), want);
     }
     ok
 }
@@ -33,16 +57,15 @@ fn bearer(header: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Compares two byte strings in time that depends only on their lengths, not on where they
-/// first differ, so the token cannot be guessed byte by byte from response times.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = (a.len() ^ b.len()) as u64;
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= u64::from(x ^ y);
+/// Compares two digests in full, in time independent of where they differ: the token cannot
+/// be guessed byte by byte from response times. Comparing fixed-size digests instead of the
+/// raw strings also hides the token's length, which a byte-wise loop would reveal.
+fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
     }
+    // Keeps the compiler from turning the fold into an early-exit comparison.
     std::hint::black_box(diff) == 0
 }
 
@@ -61,21 +84,33 @@ mod tests {
 
     #[test]
     fn empty_token_disables_auth() {
-        assert!(authorized("", &HeaderMap::new(), &Query::default()));
+        assert!(authorized(
+            &Token::new(""),
+            &HeaderMap::new(),
+            &Query::default()
+        ));
     }
 
     #[test]
     fn bearer_header_or_query_token_is_accepted() {
         let none = Query::default();
-        assert!(authorized("s3cret", &headers(&["Bearer s3cret"]), &none));
-        assert!(authorized("s3cret", &headers(&["bearer  s3cret "]), &none));
         assert!(authorized(
-            "s3cret",
+            &Token::new("s3cret"),
+            &headers(&["Bearer s3cret"]),
+            &none
+        ));
+        assert!(authorized(
+            &Token::new("s3cret"),
+            &headers(&["bearer  s3cret "]),
+            &none
+        ));
+        assert!(authorized(
+            &Token::new("s3cret"),
             &HeaderMap::new(),
             &Query::parse(Some("token=s3cret"))
         ));
         assert!(authorized(
-            "a+b",
+            &Token::new("a+b"),
             &HeaderMap::new(),
             &Query::parse(Some("token=a%2Bb"))
         ));
@@ -84,31 +119,59 @@ mod tests {
     #[test]
     fn missing_or_wrong_credentials_are_refused() {
         let none = Query::default();
-        assert!(!authorized("s3cret", &HeaderMap::new(), &none));
-        assert!(!authorized("s3cret", &headers(&["Bearer wrong"]), &none));
-        assert!(!authorized("s3cret", &headers(&["Bearer s3cre"]), &none));
-        assert!(!authorized("s3cret", &headers(&["Bearer s3cret2"]), &none));
-        assert!(!authorized("s3cret", &headers(&["Basic s3cret"]), &none));
-        assert!(!authorized("s3cret", &headers(&["Bearer"]), &none));
-        assert!(!authorized("s3cret", &headers(&["s3cret"]), &none));
+        assert!(!authorized(&Token::new("s3cret"), &HeaderMap::new(), &none));
         assert!(!authorized(
-            "s3cret",
+            &Token::new("s3cret"),
+            &headers(&["Bearer wrong"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
+            &headers(&["Bearer s3cre"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
+            &headers(&["Bearer s3cret2"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
+            &headers(&["Basic s3cret"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
+            &headers(&["Bearer"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
+            &headers(&["s3cret"]),
+            &none
+        ));
+        assert!(!authorized(
+            &Token::new("s3cret"),
             &HeaderMap::new(),
             &Query::parse(Some("token="))
         ));
         assert!(!authorized(
-            "s3cret",
+            &Token::new("s3cret"),
             &HeaderMap::new(),
             &Query::parse(Some("tok=s3cret"))
         ));
     }
 
     #[test]
-    fn constant_time_eq_compares_exactly() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"ab\0", b"ab"));
+    fn digests_are_compared_exactly_and_the_token_is_never_printed() {
+        let d = |s: &str| -> [u8; 32] { Sha256::digest(s.as_bytes()).into() };
+        assert!(digest_eq(&d(""), &d("")));
+        assert!(digest_eq(&d("abc"), &d("abc")));
+        assert!(!digest_eq(&d("abc"), &d("abd")));
+        assert!(!digest_eq(&d("abc"), &d("ab")));
+        assert!(!digest_eq(&d("ab\0"), &d("ab")));
+        let shown = format!("{:?}", Token::new("s3cret"));
+        assert_eq!(shown, "Token(set)");
+        assert_eq!(format!("{:?}", Token::new("")), "Token(off)");
     }
 }

@@ -242,10 +242,14 @@ fn follow(loc: &SegmentLocation, hub: &DetectionsHub, metrics: &Metrics, stop: &
                     AttachError::NotFound { .. } => format!(
                         "detections segment {name} not found; is the vision worker running?"
                     ),
-                    other => other.to_string(),
+                    // Attach errors carry paths and OS errors: the log gets them, HTTP
+                    // clients only the gist.
+                    _ => format!(
+                        "cannot attach to the detections segment {name}; the stream worker's log says why"
+                    ),
                 };
                 if !logged_missing {
-                    info!(segment = %name, "detections unavailable: {p}");
+                    info!(segment = %name, "detections unavailable: {e}");
                     logged_missing = true;
                 }
                 hub.set_problem(p);

@@ -19,12 +19,14 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod conn;
 pub mod control;
 pub mod dashboard;
 pub mod detections;
 pub mod encode;
 pub mod feed;
 pub mod frames;
+pub mod host;
 pub mod hub;
 pub mod metrics;
 pub mod multipart;

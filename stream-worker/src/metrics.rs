@@ -20,7 +20,7 @@ use shm_core::LatencyWindow;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// HTTP status codes counted one by one; anything else is counted as `other`.
-const CODES: [u16; 8] = [200, 400, 401, 404, 405, 500, 502, 503];
+const CODES: [u16; 9] = [200, 400, 401, 403, 404, 405, 500, 502, 503];
 
 /// The upper bounds (seconds) of a histogram's buckets.
 pub trait Buckets {

@@ -15,15 +15,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth;
-use crate::control;
+use crate::control::{self, ControlError};
 use crate::dashboard;
 use crate::detections::DetectionsHub;
+use crate::host::HostPolicy;
 use crate::hub::{Hub, SnapshotError, VariantKey};
 use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
 use crate::query::{Defaults, Query};
 use crate::shutdown::Shutdown;
-use crate::stream::{ClientGuard, ClientStream, StallClock};
+use crate::stream::{ClientGuard, ClientStream};
 
 /// Body of every response.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// The server's shutdown, for stream bodies.
     pub shutdown: Shutdown,
     defaults: Defaults,
+    token: auth::Token,
+    hosts: HostPolicy,
     control_socket: PathBuf,
     frame_timeout_ns: u64,
 }
@@ -69,6 +72,8 @@ impl AppState {
                 quality: config.stream.jpeg_quality.clamp(1, 100) as u8,
                 max_fps: config.stream.max_fps.max(1),
             },
+            token: auth::Token::new(&config.stream.auth_token),
+            hosts: HostPolicy::new(&config.stream.listen, &config.stream.allowed_hosts),
             control_socket: config.control_socket_path(),
             frame_timeout_ns: (config.watchdog.frame_timeout_sec * 1e9) as u64,
             config,
@@ -94,6 +99,10 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     let path = req.uri().path();
     let query = Query::parse(req.uri().query());
     let head = req.method() == Method::HEAD;
+    // First: a rebound name must learn nothing, not even which methods or paths exist.
+    if let Err(e) = state.hosts.check(req) {
+        return error(StatusCode::FORBIDDEN, e);
+    }
     if req.method() != Method::GET && !head {
         let mut r = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -103,9 +112,7 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if path != "/healthz"
-        && !auth::authorized(&state.config.stream.auth_token, req.headers(), &query)
-    {
+    if path != "/healthz" && !auth::authorized(&state.token, req.headers(), &query) {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "authentication required: send `Authorization: Bearer TOKEN` or add `?token=TOKEN` (stream.auth_token)",
@@ -118,14 +125,7 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     }
     match path {
         "/" | "/index.html" => html(dashboard::PAGE),
-        "/stream/video" => {
-            let stall = req
-                .extensions()
-                .get::<StallClock>()
-                .cloned()
-                .unwrap_or_default();
-            stream_video(state, &query, head, stall)
-        }
+        "/stream/video" => stream_video(state, &query, head),
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
         "/api/status" => api_status(state).await,
@@ -139,12 +139,7 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     }
 }
 
-fn stream_video(
-    state: &Arc<AppState>,
-    query: &Query,
-    head: bool,
-    stall: StallClock,
-) -> Response<Body> {
+fn stream_video(state: &Arc<AppState>, query: &Query, head: bool) -> Response<Body> {
     let params = match query.stream_params(state.defaults) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -184,7 +179,6 @@ fn stream_video(
         state.shutdown.clone(),
         state.metrics.clone(),
         guard,
-        stall,
     );
     builder
         .body(client.into_body())
@@ -221,7 +215,14 @@ async fn snapshot(state: &Arc<AppState>, query: &Query) -> Response<Body> {
             b.body(full(jpeg)).unwrap_or_else(|_| internal())
         }
         Err(e @ SnapshotError::NoFrame) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => {
+            // The encoder's text is for the operator, not for clients.
+            tracing::error!("/snapshot.jpg: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the snapshot; the stream worker's log says why",
+            )
+        }
     }
 }
 
@@ -245,10 +246,35 @@ async fn api_status(state: &Arc<AppState>) -> Response<Body> {
         // Through `Value`, as before the status was typed: the relayed bytes stay the same.
         Ok(status) => match serde_json::to_value(&status) {
             Ok(v) => json(StatusCode::OK, &v),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => {
+                tracing::warn!("/api/status: cannot serialize the status: {e}");
+                error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
         },
-        Err(e) if e.is_unavailable() => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) => {
+            let (code, msg) = status_error(&e);
+            tracing::warn!("/api/status: {e}");
+            error(code, msg)
+        }
+    }
+}
+
+/// What a client is told when the supervisor's status cannot be had: the kind of failure and
+/// what to do, but never the control socket's path or an OS error (those go to the log).
+fn status_error(e: &ControlError) -> (StatusCode, &'static str) {
+    match e {
+        ControlError::NotRunning { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no supervisor answers on the control socket; start the tree with `billiards-supervisor start`",
+        ),
+        ControlError::Timeout { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the supervisor did not answer in time; try again",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "the supervisor's answer could not be used; the stream worker's log says why",
+        ),
     }
 }
 

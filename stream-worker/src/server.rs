@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::conn::{Deadlines, PerIpLimit, StallLimited};
 use crate::detections::{self, DetectionsHub, DetectionsReader};
 use crate::frames::{FrameReader, StartError};
 use crate::hub::Hub;
@@ -23,7 +24,6 @@ use crate::metrics::Metrics;
 use crate::pool::EncoderPool;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
-use crate::stream::{StallClock, STALL_TIMEOUT};
 
 /// Connections allowed beyond `stream.max_clients` (API calls, the dashboard's own requests,
 /// clients being refused); past that, connections are answered 503 and closed at once so a
@@ -172,12 +172,21 @@ pub async fn run(
         Shutdown::new(shutdown_rx.clone()),
     ));
 
+    let deadlines = Deadlines::from_config(&config.stream);
+    info!(
+        head_timeout_s = deadlines.head.as_secs_f64(),
+        stall_timeout_s = deadlines.stall.as_secs_f64(),
+        max_connections_per_ip = config.stream.max_connections_per_ip,
+        "connection limits"
+    );
     let mut server = Listener {
         listener,
         state,
         shutdown_rx,
         done_tx,
         max_connections: config.stream.max_clients.saturating_add(EXTRA_CONNECTIONS),
+        per_ip: PerIpLimit::new(config.stream.max_connections_per_ip),
+        deadlines,
     };
     let mut failure = None;
     tokio::select! {
@@ -230,6 +239,8 @@ struct Listener {
     shutdown_rx: watch::Receiver<bool>,
     done_tx: mpsc::Sender<()>,
     max_connections: u32,
+    per_ip: Arc<PerIpLimit>,
+    deadlines: Deadlines,
 }
 
 /// Counts an open connection in the gauge until dropped.
@@ -246,50 +257,62 @@ impl Listener {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
+            // Starts whenever hyper waits for a head: on a new connection (slowloris) and
+            // after each response on a keep-alive connection (idle close).
+            .header_read_timeout(self.deadlines.head)
             // Queue parts instead of copying them, and keep at most about one part in hyper's
             // buffer: a slow client then holds at most one part here, not a backlog.
             .writev(true)
             .max_buf_size(64 * 1024);
         let builder = Arc::new(builder);
         loop {
-            let socket = self.accept().await?;
+            let (socket, peer) = self.accept().await?;
             let metrics = &self.state.metrics;
             let open = metrics.connections.fetch_add(1, Relaxed) + 1;
             let guard = ConnectionGuard(metrics.clone());
             if open > i64::from(self.max_connections) {
                 metrics.count_response(503);
-                tokio::spawn(refuse(socket, guard));
+                tokio::spawn(refuse(
+                    socket,
+                    guard,
+                    "too many connections; try again later",
+                ));
                 continue;
             }
+            let Some(ip_slot) = self.per_ip.admit(peer.ip()) else {
+                metrics.count_response(503);
+                debug!(%peer, "refused: stream.max_connections_per_ip reached");
+                tokio::spawn(refuse(
+                    socket,
+                    guard,
+                    "too many connections from your address (stream.max_connections_per_ip); try again later",
+                ));
+                continue;
+            };
             let state = self.state.clone();
             let mut shutdown = Shutdown::new(self.shutdown_rx.clone());
             let done = self.done_tx.clone();
             let builder = builder.clone();
+            let io = TokioIo::new(StallLimited::new(socket, self.deadlines.stall));
             tokio::spawn(async move {
-                let stall = StallClock::default();
-                let clock = stall.clone();
-                let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(clock.clone());
-                    routes::handle(state.clone(), req)
-                });
-                let conn = builder.serve_connection(TokioIo::new(socket), service);
+                let service = service_fn(move |req| routes::handle(state.clone(), req));
+                let conn = builder.serve_connection(io, service);
                 tokio::pin!(conn);
                 tokio::select! {
                     res = conn.as_mut() => {
+                        // Deadlines end here too: the head timeout and a stalled write
+                        // (`StallLimited`) are connection errors, and dropping the
+                        // connection closes the socket.
                         if let Err(e) = res {
-                            debug!("connection ended: {e}");
+                            debug!(%peer, "connection ended: {e}");
                         }
-                    }
-                    _ = stall.wait_stalled(STALL_TIMEOUT) => {
-                        // Dropping the connection closes the socket and frees the client.
-                        debug!("closing a stream client that read nothing for {}s", STALL_TIMEOUT.as_secs());
                     }
                     _ = shutdown.recv() => {
                         conn.as_mut().graceful_shutdown();
                         let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
                     }
                 }
+                drop(ip_slot);
                 drop(guard);
                 drop(done);
             });
@@ -297,14 +320,14 @@ impl Listener {
     }
 
     /// Accepts a connection, backing off on errors such as running out of descriptors.
-    async fn accept(&mut self) -> std::io::Result<TcpStream> {
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
         let mut backoff = Duration::from_millis(10);
         loop {
             match self.listener.accept().await {
-                Ok((socket, _)) => {
+                Ok((socket, peer)) => {
                     // Parts are written whole; Nagle would only delay their tails.
                     let _ = socket.set_nodelay(true);
-                    return Ok(socket);
+                    return Ok((socket, peer));
                 }
                 Err(e) => {
                     if backoff > Duration::from_secs(5) {
@@ -319,9 +342,9 @@ impl Listener {
     }
 }
 
-/// Answers a connection over the limit with 503 and closes it.
-async fn refuse(mut socket: TcpStream, _guard: ConnectionGuard) {
-    let body = r#"{"error":"too many connections; try again later"}"#;
+/// Answers a connection over a limit with 503 and closes it.
+async fn refuse(mut socket: TcpStream, _guard: ConnectionGuard, error: &'static str) {
+    let body = serde_json::json!({ "error": error }).to_string();
     let msg = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
         body.len()

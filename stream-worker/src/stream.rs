@@ -4,7 +4,9 @@
 //! write buffer, i.e. when the client's socket accepted it. At that moment the client gets the
 //! newest encoded part of its variant, if its fps interval has passed; parts published while
 //! the client was busy are simply never sent to it. So a slow or stalled client costs one
-//! pending future and never delays anyone else, and no thread is spent per client.
+//! pending future and never delays anyone else, and no thread is spent per client. A client
+//! that stops reading altogether is closed by the connection's write-progress deadline
+//! (`conn::StallLimited`, `stream.client_stall_sec`).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,43 +22,6 @@ use tokio::time::Instant;
 use crate::hub::EncodedRx;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-
-/// How long a stream client may leave a part unread (its socket not accepting data while
-/// frames are waiting) before the server closes the connection. A stalled client costs
-/// almost nothing (it never delays anyone), but it holds one of `max_clients`.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Per-connection record of when the last part was handed to hyper and not yet followed by
-/// a request for the next one (0: not waiting on the client). Shared between the response
-/// body and the connection task, which closes a connection stalled beyond [`STALL_TIMEOUT`].
-#[derive(Debug, Clone, Default)]
-pub struct StallClock(Arc<std::sync::atomic::AtomicU64>);
-
-impl StallClock {
-    /// Whether the client has left a part unread for longer than `limit`.
-    pub fn stalled(&self, limit: Duration) -> bool {
-        let since = self.0.load(Relaxed);
-        since != 0 && shm_core::monotonic_ns().saturating_sub(since) > limit.as_nanos() as u64
-    }
-
-    fn waiting_since_now(&self) {
-        self.0.store(shm_core::monotonic_ns(), Relaxed);
-    }
-
-    fn pulled(&self) {
-        self.0.store(0, Relaxed);
-    }
-
-    /// Resolves once the client has stalled beyond `limit` (checked every few seconds).
-    pub async fn wait_stalled(&self, limit: Duration) {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5).min(limit)).await;
-            if self.stalled(limit) {
-                return;
-            }
-        }
-    }
-}
 
 /// A connected stream client, counted in the `clients` gauge until dropped.
 #[derive(Debug)]
@@ -93,7 +58,6 @@ pub struct ClientStream {
     last_sent: u64,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
-    stall: StallClock,
     _guard: ClientGuard,
 }
 
@@ -105,7 +69,6 @@ impl ClientStream {
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
         guard: ClientGuard,
-        stall: StallClock,
     ) -> ClientStream {
         ClientStream {
             rx,
@@ -114,7 +77,6 @@ impl ClientStream {
             last_sent: 0,
             shutdown,
             metrics,
-            stall,
             _guard: guard,
         }
     }
@@ -122,8 +84,6 @@ impl ClientStream {
     /// The next part to send: the newest one, once the fps interval has passed. `None` ends
     /// the response (server stopping).
     pub async fn next_part(&mut self) -> Option<Bytes> {
-        // hyper asks for the next part only once the previous one has left its buffer.
-        self.stall.pulled();
         if Instant::now() < self.next_due {
             tokio::select! {
                 _ = tokio::time::sleep_until(self.next_due) => {}
@@ -168,7 +128,6 @@ impl ClientStream {
         self.metrics
             .bytes_sent
             .fetch_add(encoded.part.bytes.len() as u64, Relaxed);
-        self.stall.waiting_since_now();
         Some(encoded.part.bytes.clone())
     }
 
@@ -210,35 +169,8 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
         let guard = ClientGuard::admit(&metrics, 10).unwrap();
-        let c = ClientStream::new(
-            rx,
-            fps,
-            Shutdown::new(stop_rx),
-            metrics.clone(),
-            guard,
-            StallClock::default(),
-        );
+        let c = ClientStream::new(rx, fps, Shutdown::new(stop_rx), metrics.clone(), guard);
         (tx, stop_tx, c, metrics)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_part_left_unread_counts_as_a_stall_until_the_next_pull() {
-        let (tx, _stop, mut c, _m) = client(30);
-        let stall = c.stall.clone();
-        assert!(!stall.stalled(Duration::ZERO), "nothing sent yet");
-        tx.send_replace(encoded(1));
-        c.next_part().await.unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(
-            stall.stalled(Duration::from_millis(1)),
-            "part handed out, not pulled again"
-        );
-        tx.send_replace(encoded(2));
-        c.next_part().await.unwrap();
-        assert!(
-            !stall.stalled(Duration::from_secs(1)),
-            "pulled again: the clock restarted"
-        );
     }
 
     #[test]

@@ -62,14 +62,28 @@ fn every_endpoint_answers_as_the_spec_says() {
     assert_eq!(d["balls"].as_array().unwrap().len(), 7);
     assert_eq!(d["table"]["corners"].as_array().unwrap().len(), 4);
 
-    // No supervisor on the configured socket: a clear 503.
+    // No supervisor on the configured socket: a clear 503 that names neither the socket's
+    // path nor the OS error; the log has both.
     let r = get(a, "/api/status");
     assert_eq!(r.status, 503);
     let e = r.json()["error"].as_str().unwrap().to_string();
     assert!(
-        e.contains("no supervisor running") && e.contains("supervisor.sock"),
+        e.contains("no supervisor answers on the control socket"),
         "{e}"
     );
+    for secret in ["supervisor.sock", "os error", "No such file", "/"] {
+        assert!(!e.contains(secret), "{secret:?} leaked to a client: {e}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(server.log_text().contains("supervisor.sock") && server.log_text().contains("os error"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log lacks the detail; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let r = get(a, "/api/stream");
     assert_eq!(r.status, 200);

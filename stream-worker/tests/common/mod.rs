@@ -85,6 +85,11 @@ pub struct Setup {
     pub attach_timeout_sec: f64,
     pub frame_timeout_sec: f64,
     pub listen: String,
+    pub allowed_hosts: Vec<String>,
+    pub client_stall_sec: f64,
+    pub max_connections_per_ip: u32,
+    /// Extra environment of the server process (e.g. the head-deadline test hook).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -102,6 +107,10 @@ impl Setup {
             attach_timeout_sec: 5.0,
             frame_timeout_sec: 2.0,
             listen: "127.0.0.1:0".into(),
+            allowed_hosts: Vec::new(),
+            client_stall_sec: 10.0,
+            max_connections_per_ip: 0,
+            env: Vec::new(),
         }
     }
 
@@ -109,7 +118,8 @@ impl Setup {
         format!(
             "[video]\nshm_name = \"{}\"\nwidth = {}\nheight = {}\nattach_timeout_sec = {}\n\n\
              [vision]\nenabled = {}\ndetections_shm_name = \"{}\"\n\n\
-             [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\n\
+             [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\
+             allowed_hosts = {:?}\nclient_stall_sec = {:?}\nmax_connections_per_ip = {}\n\n\
              [supervisor]\ncontrol_socket = \"{}\"\n\n\
              [watchdog]\nframe_timeout_sec = {}\n",
             self.shm_name,
@@ -122,6 +132,9 @@ impl Setup {
             self.max_clients,
             self.max_fps,
             self.auth_token,
+            self.allowed_hosts,
+            self.client_stall_sec,
+            self.max_connections_per_ip,
             self.control_socket.display(),
             self.frame_timeout_sec,
         )
@@ -154,6 +167,7 @@ impl Server {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -189,6 +203,13 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether the server process is still running (not exited, not crashed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log_text(&self) -> String {
@@ -327,9 +348,21 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    let host = addr.to_string();
+    request_to_host(addr, method, path, &host, headers)
+}
+
+/// One request naming `host` in its `Host` header, on a fresh connection, read to the end.
+pub fn request_to_host(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

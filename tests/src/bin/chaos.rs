@@ -539,7 +539,7 @@ fn mjpeg_client(sh: &Shared, addr: SocketAddr, i: usize, seed: u64) {
         };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         let req = format!(
-            "GET /stream/video?quality={q}&fps={fps}&overlay={} HTTP/1.0\r\nHost: chaos\r\n\r\n",
+            "GET /stream/video?quality={q}&fps={fps}&overlay={} HTTP/1.0\r\nHost: localhost\r\n\r\n",
             i % 2
         );
         if s.write_all(req.as_bytes()).is_err() {
@@ -680,17 +680,17 @@ fn reader_slot(
 
 /// Bad requests and what they must get: any 4xx.
 const BAD_REQUESTS: [&str; 12] = [
-    "GET /stream/video?quality=0 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /stream/video?quality=abc HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /stream/video?fps=0 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /stream/video?fps=1000 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /stream/video?overlay=2 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /snapshot.jpg?quality=101 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
-    "POST /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    "GET /stream/video?quality=0 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /stream/video?quality=abc HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /stream/video?fps=0 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /stream/video?fps=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /stream/video?overlay=2 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /snapshot.jpg?quality=101 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /no/such/path HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "POST /api/status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
     "GARBAGE\r\n\r\n",
-    "GET /stream/video?quality=%ZZ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /stream/video?quality=%ZZ HTTP/1.1\r\nHost: localhost\r\n\r\n",
     "HUGE",
 ];
 
@@ -708,7 +708,7 @@ fn bad_request_burst(sh: &Shared, addr: SocketAddr) {
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let payload = if req == "HUGE" {
             format!(
-                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
                 "a".repeat(200_000)
             )
         } else {
