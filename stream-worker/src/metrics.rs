@@ -355,19 +355,19 @@ impl Metrics {
         gauge(
             o,
             "billiards_stream_clients",
-            "Stream clients (GET /stream/video) connected now.",
+            "Clients connected now: video streams (GET /stream/video) and WebSocket push clients (GET /api/ws), which stream.max_clients caps together.",
             self.clients.load(Relaxed) as f64,
         );
         counter(
             o,
             "billiards_stream_clients_total",
-            "Stream clients accepted since start.",
+            "Clients (video streams and WebSocket push clients) accepted since start.",
             ld(&self.clients_total),
         );
         counter(
             o,
             "billiards_stream_clients_rejected_total",
-            "Stream clients refused with 503 because stream.max_clients were connected.",
+            "Clients (video streams and WebSocket push clients) refused with 503 because stream.max_clients were connected.",
             ld(&self.clients_rejected),
         );
         gauge(
