@@ -248,8 +248,7 @@ pub async fn poll_status(hub: Arc<PushHub>, socket: std::path::PathBuf, mut shut
             _ = shutdown.recv() => return,
         };
         let states = result.as_ref().ok().map(worker_states);
-        let due = last_sent.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
-        if !due && states == last_states {
+        if !status_due(last_sent.map(|t| t.elapsed()), &last_states, &states) {
             continue;
         }
         match &result {
@@ -263,6 +262,17 @@ pub async fn poll_status(hub: Arc<PushHub>, socket: std::path::PathBuf, mut shut
         last_states = states;
         last_sent = Some(Instant::now());
     }
+}
+
+/// Whether a status goes out now: none was sent yet, a second has passed since the last one,
+/// or some worker's state differs from the last one sent (a worker appeared, went, or changed
+/// state; the supervisor going away or coming back counts too).
+fn status_due(
+    since_last: Option<Duration>,
+    last: &Option<Vec<(String, String)>>,
+    now: &Option<Vec<(String, String)>>,
+) -> bool {
+    since_last.is_none_or(|d| d >= STATUS_EVERY) || last != now
 }
 
 /// Each worker's name and state, to notice a state change.
@@ -648,6 +658,19 @@ mod tests {
         assert!(e["data"]["error"].as_str().unwrap().contains("not JSON"));
         let e = answer(&mut c, r#"{"type":"dance"}"#).unwrap();
         assert!(e["data"]["error"].as_str().unwrap().contains("unknown message type"));
+    }
+
+    #[test]
+    fn status_goes_out_every_second_and_at_once_on_a_state_change() {
+        let states = |v: &str| Some(vec![("video".to_string(), v.to_string())]);
+        let ms = Duration::from_millis;
+        assert!(status_due(None, &None, &states("running")), "first one");
+        assert!(!status_due(Some(ms(250)), &states("running"), &states("running")));
+        assert!(status_due(Some(ms(1000)), &states("running"), &states("running")));
+        assert!(status_due(Some(ms(250)), &states("running"), &states("backoff")));
+        assert!(status_due(Some(ms(250)), &states("running"), &None), "supervisor gone");
+        assert!(status_due(Some(ms(250)), &None, &states("running")), "supervisor back");
+        assert!(!status_due(Some(ms(250)), &None, &None));
     }
 
     #[test]
