@@ -227,7 +227,7 @@ pub async fn forward_detections(hub: Arc<PushHub>, dets: Arc<DetectionsHub>, mut
 
 /// Publishes the supervisor's status while WebSocket clients are connected: every
 /// [`STATUS_EVERY`], and at the next poll when any worker's state changed. When the supervisor
-/// does not answer, `data` is `null` and an `error` key says why.
+/// does not answer, `data` is `{"error": "..."}` (as the body of `/api/status` would be).
 pub async fn poll_status(hub: Arc<PushHub>, socket: std::path::PathBuf, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(STATUS_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -253,11 +253,7 @@ pub async fn poll_status(hub: Arc<PushHub>, socket: std::path::PathBuf, mut shut
         }
         match &result {
             Ok(status) => hub.publish(Kind::Status, status),
-            Err(e) => hub.publish_text(
-                Kind::Status,
-                serde_json::to_vec(&serde_json::json!({"type": "status", "data": null, "error": e.to_string()}))
-                    .unwrap_or_default(),
-            ),
+            Err(e) => hub.publish(Kind::Status, &serde_json::json!({"error": e.to_string()})),
         }
         last_states = states;
         last_sent = Some(Instant::now());

@@ -498,3 +498,26 @@ fn compatibility_paths_of_the_trainer_web_app() {
     assert_eq!(v["status"], "unhealthy");
     assert!(v["error"].as_str().unwrap().contains("video worker"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_without_a_supervisor_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(dir.path());
+    let seg = setup.frame_segment();
+    let _feed = seg.feed(30);
+    let server = Server::start(&setup, dir.path());
+    server.wait_health(200);
+    let mut ws = connect(server.addr, "").await.unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let m = next_json(&mut ws, end.saturating_duration_since(Instant::now()))
+            .await
+            .expect("a status message within 10 s");
+        if m["type"] == "status" {
+            break m;
+        }
+    };
+    check_shape(&status);
+    let e = status["data"]["error"].as_str().unwrap();
+    assert!(e.contains("no supervisor answers"), "{e}");
+}
