@@ -207,7 +207,11 @@ impl PushMetrics {
 }
 
 /// Forwards every new detections result to the `detections` slot until `shutdown`.
-pub async fn forward_detections(hub: Arc<PushHub>, dets: Arc<DetectionsHub>, mut shutdown: Shutdown) {
+pub async fn forward_detections(
+    hub: Arc<PushHub>,
+    dets: Arc<DetectionsHub>,
+    mut shutdown: Shutdown,
+) {
     let mut rx = dets.subscribe();
     loop {
         tokio::select! {
@@ -287,7 +291,8 @@ fn worker_states(status: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Why a request to `/api/ws` is not a WebSocket handshake this server accepts.
+/// The `Sec-WebSocket-Accept` answer to the handshake of `req`, or what is wrong with the
+/// handshake (in words for the client).
 fn handshake_key(req: &Request<Incoming>) -> Result<HeaderValue, String> {
     let h = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
@@ -297,9 +302,15 @@ fn handshake_key(req: &Request<Incoming>) -> Result<HeaderValue, String> {
         })
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
-        return Err("/api/ws is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket)".into());
+        return Err(
+            "/api/ws is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket)"
+                .into(),
+        );
     }
-    if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err("unsupported WebSocket version: send Sec-WebSocket-Version: 13".into());
     }
     let key = h
@@ -324,7 +335,10 @@ pub struct Accept {
 
 /// Checks the handshake of `req`; on success, answers 101 and serves the client on its own
 /// task. On failure, says what is wrong (the caller answers 400 or 426).
-pub fn upgrade(req: &mut Request<Incoming>, accept: Accept) -> Result<Response<()>, (StatusCode, String)> {
+pub fn upgrade(
+    req: &mut Request<Incoming>,
+    accept: Accept,
+) -> Result<Response<()>, (StatusCode, String)> {
     let accept_key = handshake_key(req).map_err(|e| {
         let upgrade = req.headers().contains_key(header::UPGRADE);
         (
@@ -435,10 +449,7 @@ impl Client {
             End::Shutdown => Some((CloseCode::Away, "server stopping")),
             End::Dead => Some((CloseCode::Policy, "no answer to pings")),
             End::Stalled => None,
-            End::TooBig => Some((
-                CloseCode::Size,
-                "message too big: the limit is 4096 bytes",
-            )),
+            End::TooBig => Some((CloseCode::Size, "message too big: the limit is 4096 bytes")),
         };
         if matches!(end, End::Dead | End::Stalled) {
             m.closed_dead.fetch_add(1, Relaxed);
@@ -608,9 +619,15 @@ mod tests {
         assert_eq!(v["data"]["frame_number"], 7);
         hub.publish(Kind::Status, &serde_json::json!({"workers": []}));
         let mut st = hub.subscribe(Kind::Status);
-        assert!(st.has_changed().unwrap(), "a new subscriber sees the current value");
+        assert!(
+            st.has_changed().unwrap(),
+            "a new subscriber sees the current value"
+        );
         let v: Value = serde_json::from_str(&text(&mut st).unwrap()).unwrap();
-        assert_eq!(v, serde_json::json!({"type": "status", "data": {"workers": []}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "status", "data": {"workers": []}})
+        );
     }
 
     #[test]
@@ -629,7 +646,10 @@ mod tests {
         assert_eq!(t.as_str(), "{\"type\":\"detections\",\"data\":5}");
         assert_eq!(hub.metrics.dropped[0].load(Relaxed), 3);
         assert_eq!(hub.metrics.sent[0].load(Relaxed), 2);
-        assert!(c.take(Kind::Detections).is_none(), "nothing new, nothing sent");
+        assert!(
+            c.take(Kind::Detections).is_none(),
+            "nothing new, nothing sent"
+        );
     }
 
     #[test]
@@ -641,19 +661,32 @@ mod tests {
             Some(Message::Text(a)) => Some(serde_json::from_str::<Value>(a.as_str()).unwrap()),
             _ => None,
         };
-        assert_eq!(answer(&mut c, r#"{"type":"ping"}"#).unwrap()["type"], "pong");
+        assert_eq!(
+            answer(&mut c, r#"{"type":"ping"}"#).unwrap()["type"],
+            "pong"
+        );
         assert!(answer(&mut c, r#"{"type":"subscribe","streams":["status"]}"#).is_none());
         assert_eq!(c.subscribed, [false, true, false]);
         assert!(answer(&mut c, r#"{"type":"subscribe"}"#).is_none());
         assert_eq!(c.subscribed, [true, true, true]);
         let e = answer(&mut c, r#"{"type":"subscribe","streams":["video"]}"#).unwrap();
         assert_eq!(e["type"], "error");
-        assert!(e["data"]["error"].as_str().unwrap().contains("unknown stream \"video\""));
-        assert_eq!(c.subscribed, [true, true, true], "a bad subscribe changes nothing");
+        assert!(e["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown stream \"video\""));
+        assert_eq!(
+            c.subscribed,
+            [true, true, true],
+            "a bad subscribe changes nothing"
+        );
         let e = answer(&mut c, "not json").unwrap();
         assert!(e["data"]["error"].as_str().unwrap().contains("not JSON"));
         let e = answer(&mut c, r#"{"type":"dance"}"#).unwrap();
-        assert!(e["data"]["error"].as_str().unwrap().contains("unknown message type"));
+        assert!(e["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown message type"));
     }
 
     #[test]
@@ -661,11 +694,29 @@ mod tests {
         let states = |v: &str| Some(vec![("video".to_string(), v.to_string())]);
         let ms = Duration::from_millis;
         assert!(status_due(None, &None, &states("running")), "first one");
-        assert!(!status_due(Some(ms(250)), &states("running"), &states("running")));
-        assert!(status_due(Some(ms(1000)), &states("running"), &states("running")));
-        assert!(status_due(Some(ms(250)), &states("running"), &states("backoff")));
-        assert!(status_due(Some(ms(250)), &states("running"), &None), "supervisor gone");
-        assert!(status_due(Some(ms(250)), &None, &states("running")), "supervisor back");
+        assert!(!status_due(
+            Some(ms(250)),
+            &states("running"),
+            &states("running")
+        ));
+        assert!(status_due(
+            Some(ms(1000)),
+            &states("running"),
+            &states("running")
+        ));
+        assert!(status_due(
+            Some(ms(250)),
+            &states("running"),
+            &states("backoff")
+        ));
+        assert!(
+            status_due(Some(ms(250)), &states("running"), &None),
+            "supervisor gone"
+        );
+        assert!(
+            status_due(Some(ms(250)), &None, &states("running")),
+            "supervisor back"
+        );
         assert!(!status_due(Some(ms(250)), &None, &None));
     }
 

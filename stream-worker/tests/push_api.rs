@@ -62,10 +62,13 @@ fn rig(edit: impl FnOnce(&mut Setup), with_dets_feed: bool) -> Rig {
 
 async fn connect(addr: SocketAddr, query: &str) -> Result<Ws, WsError> {
     let url = format!("ws://{addr}/api/ws{query}");
-    tokio::time::timeout(Duration::from_secs(20), tokio_tungstenite::connect_async(url))
-        .await
-        .expect("handshake within 20 s")
-        .map(|(ws, _)| ws)
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("handshake within 20 s")
+    .map(|(ws, _)| ws)
 }
 
 /// The next text message as JSON within `timeout` (pings are answered by the client library).
@@ -103,7 +106,9 @@ fn of_type<'a>(msgs: &'a [Value], t: &str) -> Vec<&'a Value> {
 }
 
 fn check_shape(m: &Value) {
-    let o = m.as_object().unwrap_or_else(|| panic!("not an object: {m}"));
+    let o = m
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {m}"));
     let keys: BTreeSet<&str> = o.keys().map(String::as_str).collect();
     assert_eq!(keys, BTreeSet::from(["type", "data"]), "message {m}");
 }
@@ -127,8 +132,15 @@ async fn detections_and_status_are_pushed_with_the_contract_shape() {
         .iter()
         .map(|m| m["data"]["frame_number"].as_u64().unwrap())
         .collect();
-    assert!(numbers.len() >= 25, "only {} detections in 4 s", numbers.len());
-    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "out of order: {numbers:?}");
+    assert!(
+        numbers.len() >= 25,
+        "only {} detections in 4 s",
+        numbers.len()
+    );
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {numbers:?}"
+    );
     let span = numbers.last().unwrap() - numbers.first().unwrap() + 1;
     assert!(
         numbers.len() as u64 * 10 >= span * 9,
@@ -158,8 +170,16 @@ async fn detections_and_status_are_pushed_with_the_contract_shape() {
     // The counters show the client and what it was sent.
     let text = get(rig.server.addr, "/metrics").text();
     assert_eq!(metric(&text, "billiards_ws_clients"), Some(1.0));
-    let sent = metric(&text, "billiards_ws_messages_sent_total{type=\"detections\"}").unwrap();
-    assert!(sent >= dets.len() as f64, "sent {sent}, received {}", dets.len());
+    let sent = metric(
+        &text,
+        "billiards_ws_messages_sent_total{type=\"detections\"}",
+    )
+    .unwrap();
+    assert!(
+        sent >= dets.len() as f64,
+        "sent {sent}, received {}",
+        dets.len()
+    );
     assert_eq!(
         metric(&text, "billiards_ws_messages_sent_total{type=\"shot\"}"),
         Some(0.0)
@@ -213,11 +233,17 @@ async fn subscribe_ping_and_bad_messages() {
     collect(&mut ws, Duration::from_millis(500)).await;
     let msgs = collect(&mut ws, Duration::from_millis(2500)).await;
     assert!(of_type(&msgs, "detections").len() >= 15, "{msgs:?}");
-    assert!(of_type(&msgs, "status").is_empty(), "status after unsubscribing");
+    assert!(
+        of_type(&msgs, "status").is_empty(),
+        "status after unsubscribing"
+    );
 
     // Bad messages get an error message that says what to send; the socket stays open.
     for (bad, says) in [
-        (r#"{"type":"subscribe","streams":["video"]}"#, "unknown stream"),
+        (
+            r#"{"type":"subscribe","streams":["video"]}"#,
+            "unknown stream",
+        ),
         ("hello", "not JSON"),
         (r#"{"type":"dance"}"#, "unknown message type"),
     ] {
