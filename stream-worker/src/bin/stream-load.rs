@@ -165,6 +165,8 @@ struct WsStats {
     detections_in_window: AtomicU64,
     /// Capture-to-receipt latency of each detections message in the window (ns).
     latencies: Mutex<Vec<u64>>,
+    /// Vision-published-to-receipt latency (ns): the push path alone, without vision's time.
+    push_latencies: Mutex<Vec<u64>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -196,13 +198,23 @@ async fn ws_client(target: Target, stats: Arc<WsStats>, measuring: Arc<AtomicBoo
         #[derive(serde::Deserialize)]
         struct Data {
             capture_ts_ns: Option<u64>,
+            processed_ts_ns: Option<u64>,
         }
         let head: Head = serde_json::from_str(text.as_str())
             .with_context(|| format!("a message is not the push JSON: {text}"))?;
         if head.kind == "detections" {
             stats.detections_in_window.fetch_add(1, Relaxed);
-            if let Some(ts) = head.data.and_then(|d| d.capture_ts_ns) {
+            let data = head.data.unwrap_or(Data {
+                capture_ts_ns: None,
+                processed_ts_ns: None,
+            });
+            if let Some(ts) = data.capture_ts_ns {
                 if let Ok(mut l) = stats.latencies.lock() {
+                    l.push(now_ns.saturating_sub(ts));
+                }
+            }
+            if let Some(ts) = data.processed_ts_ns.filter(|&t| t > 0) {
+                if let Ok(mut l) = stats.push_latencies.lock() {
                     l.push(now_ns.saturating_sub(ts));
                 }
             }
@@ -223,12 +235,17 @@ fn report_ws(ws: &[Arc<WsStats>], elapsed: f64) -> usize {
     };
     let det = rate(&|s| s.detections_in_window.load(Relaxed));
     let all = rate(&|s| s.messages_in_window.load(Relaxed));
-    let mut lat: Vec<f64> = ws
-        .iter()
-        .flat_map(|s| s.latencies.lock().map(|l| l.clone()).unwrap_or_default())
-        .map(|ns| ns as f64 / 1e6)
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let sorted_ms = |f: &dyn Fn(&WsStats) -> &Mutex<Vec<u64>>| {
+        let mut v: Vec<f64> = ws
+            .iter()
+            .flat_map(|s| f(s).lock().map(|l| l.clone()).unwrap_or_default())
+            .map(|ns| ns as f64 / 1e6)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let lat = sorted_ms(&|s| &s.latencies);
+    let push = sorted_ms(&|s| &s.push_latencies);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!(
         "websocket: {} clients: detections/s per client min {:.1} median {:.1} mean {:.1} max {:.1}; all messages/s per client min {:.1} mean {:.1}",
@@ -247,6 +264,13 @@ fn report_ws(ws: &[Arc<WsStats>], elapsed: f64) -> usize {
         percentile(&lat, 0.9),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0),
+    );
+    println!(
+        "websocket: vision-published-to-client latency (the push path alone): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&push, 0.5),
+        percentile(&push, 0.9),
+        percentile(&push, 0.99),
+        push.last().copied().unwrap_or(0.0),
     );
     let mut errors = 0;
     for (i, s) in ws.iter().enumerate() {
