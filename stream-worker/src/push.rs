@@ -291,8 +291,19 @@ fn worker_states(status: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// The `Sec-WebSocket-Accept` answer to the handshake of `req`, or what is wrong with the
-/// handshake (in words for the client).
+/// The `Sec-WebSocket-Accept` answer to the handshake of `req`, or the status to answer
+/// (426 for a plain request, 400 for a bad handshake) and what is wrong, in words for the client.
+pub fn handshake(req: &Request<Incoming>) -> Result<HeaderValue, (StatusCode, String)> {
+    handshake_key(req).map_err(|e| {
+        let code = if req.headers().contains_key(header::UPGRADE) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UPGRADE_REQUIRED
+        };
+        (code, e)
+    })
+}
+
 fn handshake_key(req: &Request<Incoming>) -> Result<HeaderValue, String> {
     let h = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
@@ -333,23 +344,13 @@ pub struct Accept {
     pub lease: Option<crate::server::ConnectionLease>,
 }
 
-/// Checks the handshake of `req`; on success, answers 101 and serves the client on its own
-/// task. On failure, says what is wrong (the caller answers 400 or 426).
+/// Answers 101 to the handshake of `req` (checked by [`handshake`], which gave `accept_key`)
+/// and serves the client on its own task once hyper hands the connection over.
 pub fn upgrade(
     req: &mut Request<Incoming>,
+    accept_key: HeaderValue,
     accept: Accept,
 ) -> Result<Response<()>, (StatusCode, String)> {
-    let accept_key = handshake_key(req).map_err(|e| {
-        let upgrade = req.headers().contains_key(header::UPGRADE);
-        (
-            if upgrade {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UPGRADE_REQUIRED
-            },
-            e,
-        )
-    })?;
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Accept {

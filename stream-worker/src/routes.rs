@@ -151,6 +151,17 @@ async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<B
 }
 
 fn websocket(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<Body> {
+    let accept_key = match push::handshake(req) {
+        Ok(k) => k,
+        Err((code, e)) => {
+            let mut r = error(code, e);
+            if code == StatusCode::UPGRADE_REQUIRED {
+                r.headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            return r;
+        }
+    };
     let max = state.config.stream.max_clients;
     let Some(guard) = ClientGuard::admit(&state.metrics, max) else {
         state.metrics.clients_rejected.fetch_add(1, Relaxed);
@@ -162,16 +173,9 @@ fn websocket(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<Bod
         guard,
         lease: req.extensions().get().cloned(),
     };
-    match push::upgrade(req, accept) {
+    match push::upgrade(req, accept_key, accept) {
         Ok(r) => r.map(|()| empty()),
-        Err((code, e)) => {
-            let mut r = error(code, e);
-            if code == StatusCode::UPGRADE_REQUIRED {
-                r.headers_mut()
-                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            }
-            r
-        }
+        Err((code, e)) => error(code, e),
     }
 }
 

@@ -304,6 +304,24 @@ async fn the_socket_needs_the_token_like_every_endpoint() {
     let r = request(addr, "GET", "/api/ws?token=s3cret", &[]);
     assert_eq!(r.status, 426, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("WebSocket"));
+    // A handshake without its key is a bad request, and takes no client place.
+    let r = request(
+        addr,
+        "GET",
+        "/api/ws?token=s3cret",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Sec-WebSocket-Key"));
+    let m = get(addr, "/metrics?token=s3cret").text();
+    assert_eq!(metric(&m, "billiards_stream_clients_total"), Some(2.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
