@@ -1,8 +1,12 @@
 //! The live dashboard served at `/`: one self-contained page (inline CSS and JS, no external
-//! resource, works offline). It shows the stream with an overlay toggle and quality/fps
-//! selectors, the worker table from `/api/status`, the stream figures from `/api/stream`, the
-//! detections by kind from `/api/detections`, and a banner when the video worker is down. With
-//! `stream.auth_token` set, open it as `/?token=TOKEN`; the page passes the token on.
+//! resource, works offline). It shows the stream with quality/fps selectors and, on a canvas
+//! over it, the detections overlay drawn in the browser (table outline, balls in their kind's
+//! colour with their number or id, velocity arrows); toggling it never reconnects the stream.
+//! Detections and the worker table come pushed over `/api/ws`; when the socket fails the page
+//! says so and polls `/api/detections` and `/api/status` instead. The stream figures come from
+//! `/api/stream`, and a banner shows when the video worker is down. The canvas carries
+//! `data-balls-drawn` (the balls on it now) for tests. With `stream.auth_token` set, open it as
+//! `/?token=TOKEN`; the page passes the token on.
 
 /// The page.
 pub const PAGE: &str = include_str!("dashboard.html");
@@ -30,6 +34,10 @@ mod tests {
             "id=\"workers\"",
             "id=\"banner\"",
             "id=\"detections\"",
+            "id=\"overlay-canvas\"",
+            "data-balls-drawn",
+            "id=\"push\"",
+            "id=\"push-note\"",
         ] {
             assert!(PAGE.contains(id), "{id}");
         }
@@ -38,6 +46,7 @@ mod tests {
             "/api/status",
             "/api/detections",
             "/api/stream",
+            "/api/ws",
         ] {
             assert!(PAGE.contains(endpoint), "{endpoint}");
         }

@@ -118,6 +118,8 @@ pub struct DetectionsHub {
     latest: Mutex<Option<Arc<Latest>>>,
     /// Why nothing is there, when nothing is.
     problem: Mutex<String>,
+    /// Every new result, for the push API: it forwards each one the moment it is read.
+    pushed: tokio::sync::watch::Sender<Option<Arc<Latest>>>,
 }
 
 impl DetectionsHub {
@@ -129,14 +131,22 @@ impl DetectionsHub {
             problem: Mutex::new(format!(
                 "waiting for the detections segment {segment}; is the vision worker running?"
             )),
+            pushed: tokio::sync::watch::Sender::new(None),
         }
     }
 
     /// Stores a new result.
     pub fn set(&self, latest: Latest) {
+        let latest = Arc::new(latest);
         if let Ok(mut l) = self.latest.lock() {
-            *l = Some(Arc::new(latest));
+            *l = Some(latest.clone());
         }
+        self.pushed.send_replace(Some(latest));
+    }
+
+    /// Follows new results as they are read (the newest only: a slow follower skips).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<Latest>>> {
+        self.pushed.subscribe()
     }
 
     fn set_problem(&self, p: String) {

@@ -31,6 +31,7 @@ pub mod hub;
 pub mod metrics;
 pub mod multipart;
 pub mod pool;
+pub mod push;
 pub mod query;
 pub mod routes;
 pub mod server;

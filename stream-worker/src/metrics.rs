@@ -171,7 +171,7 @@ pub struct Metrics {
     pub variants: AtomicI64,
     /// Stream clients connected now.
     pub clients: AtomicI64,
-    /// Stream clients accepted since start.
+    /// Clients (video streams and WebSocket push clients) accepted since start.
     pub clients_total: AtomicU64,
     /// Stream clients refused with 503 (over `stream.max_clients`).
     pub clients_rejected: AtomicU64,
@@ -513,17 +513,17 @@ static FAMILIES: &[Family] = &[
     ),
     Family::gauge(
         "billiards_stream_clients",
-        "Stream clients (GET /stream/video) connected now.",
+        "Clients connected now: video streams (GET /stream/video) and WebSocket push clients (GET /api/ws), which stream.max_clients caps together.",
         |m, _| level(m.clients.load(Relaxed) as f64),
     ),
     Family::counter(
         "billiards_stream_clients_total",
-        "Stream clients accepted since start.",
+        "Clients (video streams and WebSocket push clients) accepted since start.",
         |m, _| count(&m.clients_total),
     ),
     Family::counter(
         "billiards_stream_clients_rejected_total",
-        "Stream clients refused with 503 because stream.max_clients were connected.",
+        "Clients (video streams and WebSocket push clients) refused with 503 because stream.max_clients were connected.",
         |m, _| count(&m.clients_rejected),
     ),
     Family::gauge(

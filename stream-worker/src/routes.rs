@@ -22,6 +22,7 @@ use crate::host::HostPolicy;
 use crate::hub::{Hub, SnapshotError, VariantKey};
 use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
+use crate::push::{self, PushHub};
 use crate::query::{Defaults, Query};
 use crate::shutdown::Shutdown;
 use crate::stream::{ClientGuard, ClientStream};
@@ -35,7 +36,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const METRICS_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The endpoints, for 404 messages.
-const ENDPOINTS: &str = "/, /stream/video, /snapshot.jpg, /api/detections, /api/status, /api/stream, /metrics, /healthz";
+const ENDPOINTS: &str = "/, /stream/video, /snapshot.jpg, /api/detections, /api/status, /api/stream, /api/ws, /metrics, /healthz, /api/v1/stream/video, /api/v1/health";
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -48,6 +49,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Latest detections.
     pub detections: Arc<DetectionsHub>,
+    /// The push API's slots (`/api/ws`).
+    pub push: Arc<PushHub>,
     /// The server's shutdown, for stream bodies.
     pub shutdown: Shutdown,
     defaults: Defaults,
@@ -64,6 +67,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
         detections: Arc<DetectionsHub>,
+        push: Arc<PushHub>,
         shutdown: Shutdown,
     ) -> AppState {
         AppState {
@@ -80,6 +84,7 @@ impl AppState {
             metrics,
             hub,
             detections,
+            push,
             shutdown,
         }
     }
@@ -88,15 +93,16 @@ impl AppState {
 /// Answers one request.
 pub async fn handle(
     state: Arc<AppState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let resp = route(&state, &req).await;
+    let resp = route(&state, &mut req).await;
     state.metrics.count_response(resp.status().as_u16());
     Ok(resp)
 }
 
-async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
+async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let path = path.as_str();
     let query = Query::parse(req.uri().query());
     let head = req.method() == Method::HEAD;
     // First: a rebound name must learn nothing, not even which methods or paths exist.
@@ -112,7 +118,11 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if path != "/healthz" && !auth::authorized(&state.token, req.headers(), &query) {
+    // The health check of the billiards-trainer web app is /healthz under another name.
+    if path != "/healthz"
+        && path != "/api/v1/health"
+        && !auth::authorized(&state.token, req.headers(), &query)
+    {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
             "authentication required: send `Authorization: Bearer TOKEN` or add `?token=TOKEN` (stream.auth_token)",
@@ -125,18 +135,60 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
     }
     match path {
         "/" | "/index.html" => html(dashboard::PAGE),
-        "/stream/video" => stream_video(state, &query, head),
+        // The billiards-trainer web app's name for the same stream.
+        "/stream/video" | "/api/v1/stream/video" => stream_video(state, &query, head),
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
         "/api/status" => api_status(state).await,
         "/api/stream" => json(StatusCode::OK, &stream_stats(state)),
         "/metrics" => metrics_page(state).await,
         "/healthz" => healthz(state),
+        "/api/v1/health" => health_v1(state),
+        "/api/ws" => websocket(state, req),
         _ => error(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {path}; endpoints are {ENDPOINTS}"),
         ),
     }
+}
+
+fn websocket(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<Body> {
+    let accept_key = match push::handshake(req) {
+        Ok(k) => k,
+        Err((code, e)) => {
+            let mut r = error(code, e);
+            if code == StatusCode::UPGRADE_REQUIRED {
+                r.headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            return r;
+        }
+    };
+    let max = state.config.stream.max_clients;
+    let Some(guard) = ClientGuard::admit(&state.metrics, max) else {
+        state.metrics.clients_rejected.fetch_add(1, Relaxed);
+        return too_many_clients(max);
+    };
+    let accept = push::Accept {
+        hub: state.push.clone(),
+        shutdown: state.shutdown.clone(),
+        guard,
+        lease: req.extensions().get().cloned(),
+    };
+    match push::upgrade(req, accept_key, accept) {
+        Ok(r) => r.map(|()| empty()),
+        Err((code, e)) => error(code, e),
+    }
+}
+
+fn too_many_clients(max: u32) -> Response<Body> {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many stream clients: {max} are connected (stream.max_clients = {max}, video streams and WebSocket clients together); try again later"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn stream_video(state: &Arc<AppState>, query: &Query, head: bool) -> Response<Body> {
@@ -159,13 +211,7 @@ fn stream_video(state: &Arc<AppState>, query: &Query, head: bool) -> Response<Bo
     let max = state.config.stream.max_clients;
     let Some(guard) = ClientGuard::admit(&state.metrics, max) else {
         state.metrics.clients_rejected.fetch_add(1, Relaxed);
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("too many stream clients: {max} are connected (stream.max_clients = {max}); try again later"),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return too_many_clients(max);
     };
     let key = VariantKey {
         quality: params.quality,
@@ -261,7 +307,7 @@ async fn api_status(state: &Arc<AppState>) -> Response<Body> {
 
 /// What a client is told when the supervisor's status cannot be had: the kind of failure and
 /// what to do, but never the control socket's path or an OS error (those go to the log).
-fn status_error(e: &ControlError) -> (StatusCode, &'static str) {
+pub(crate) fn status_error(e: &ControlError) -> (StatusCode, &'static str) {
     match e {
         ControlError::NotRunning { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -293,7 +339,8 @@ async fn metrics_page(state: &Arc<AppState>) -> Response<Body> {
         ),
         process: ProcessStats::current(),
     };
-    let text = state.metrics.render(&extra);
+    let mut text = state.metrics.render(&extra);
+    state.push.metrics.render(&mut text);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, metrics::CONTENT_TYPE)
@@ -323,6 +370,33 @@ fn healthz(state: &Arc<AppState>) -> Response<Body> {
     }
 }
 
+/// `/healthz` for the billiards-trainer web app: the same code, and a body whose `status` is
+/// `healthy` or `unhealthy`.
+fn health_v1(state: &Arc<AppState>) -> Response<Body> {
+    let now = shm_core::monotonic_ns();
+    let limit = state.config.watchdog.frame_timeout_sec;
+    let age = state.metrics.frame_age_secs(now);
+    let healthy = age.is_some_and(|a| a < limit);
+    let mut body = json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "frame_age_s": age,
+        "frame_number": state.metrics.last_frame_number.load(Relaxed),
+        "frame_timeout_s": limit,
+    });
+    if !healthy {
+        body["error"] = json!(match age {
+            Some(a) => format!("no new frame for {a:.1} s (watchdog.frame_timeout_sec = {limit:.1}); is the video worker running?"),
+            None => "no frame read yet; is the video worker running?".to_string(),
+        });
+    }
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(code, &body)
+}
+
 /// The stream worker's own figures, for the dashboard (`GET /api/stream`).
 fn stream_stats(state: &Arc<AppState>) -> Value {
     let m = &state.metrics;
@@ -341,6 +415,7 @@ fn stream_stats(state: &Arc<AppState>) -> Value {
         "frames": m.frames_read.load(Relaxed),
         "frames_missed": m.frames_missed.load(Relaxed),
         "clients": m.clients.load(Relaxed),
+        "ws_clients": state.push.metrics.clients.load(Relaxed),
         "max_clients": state.config.stream.max_clients,
         "connections": m.connections.load(Relaxed),
         "variants": state.hub.variant_count(),

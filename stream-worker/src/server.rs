@@ -16,12 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::conn::{Deadlines, PerIpLimit, StallLimited};
+use crate::conn::{Deadlines, IpSlot, PerIpLimit, StallLimited};
 use crate::detections::{self, DetectionsHub, DetectionsReader};
 use crate::frames::{FrameReader, StartError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::pool::EncoderPool;
+use crate::push::{self, PushHub};
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
 
@@ -164,11 +165,23 @@ pub async fn run(
         done_tx.clone(),
         pool,
     );
+    let push = Arc::new(PushHub::default());
+    tokio::spawn(push::forward_detections(
+        push.clone(),
+        det_hub.clone(),
+        Shutdown::new(shutdown_rx.clone()),
+    ));
+    tokio::spawn(push::poll_status(
+        push.clone(),
+        config.control_socket_path(),
+        Shutdown::new(shutdown_rx.clone()),
+    ));
     let state = Arc::new(AppState::new(
         config.clone(),
         metrics.clone(),
         hub,
         det_hub,
+        push,
         Shutdown::new(shutdown_rx.clone()),
     ));
 
@@ -244,7 +257,18 @@ struct Listener {
 }
 
 /// Counts an open connection in the gauge until dropped.
+#[derive(Debug)]
 struct ConnectionGuard(Arc<Metrics>);
+
+/// Keeps a connection counted (in the connections gauge and in the shutdown drain) while
+/// something holds it. Every request carries one in its extensions, so a connection upgraded
+/// to a WebSocket stays counted after hyper has handed its socket over.
+#[derive(Debug, Clone)]
+pub struct ConnectionLease {
+    _guard: Arc<ConnectionGuard>,
+    _ip_slot: Arc<Option<IpSlot>>,
+    _done: mpsc::Sender<()>,
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -293,10 +317,18 @@ impl Listener {
             let mut shutdown = Shutdown::new(self.shutdown_rx.clone());
             let done = self.done_tx.clone();
             let builder = builder.clone();
+            let lease = ConnectionLease {
+                _guard: Arc::new(guard),
+                _ip_slot: Arc::new(ip_slot),
+                _done: done,
+            };
             let io = TokioIo::new(StallLimited::new(socket, self.deadlines.stall));
             tokio::spawn(async move {
-                let service = service_fn(move |req| routes::handle(state.clone(), req));
-                let conn = builder.serve_connection(io, service);
+                let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(lease.clone());
+                    routes::handle(state.clone(), req)
+                });
+                let conn = builder.serve_connection(io, service).with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     res = conn.as_mut() => {
@@ -312,9 +344,6 @@ impl Listener {
                         let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
                     }
                 }
-                drop(ip_slot);
-                drop(guard);
-                drop(done);
             });
         }
     }

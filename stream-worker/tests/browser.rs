@@ -1,9 +1,12 @@
 //! The dashboard in a real headless browser: Debian's Chromium driven by playwright-core
 //! (tests/browser/dashboard.mjs). Checks that the live image loads at the configured size,
 //! the worker table lists the three workers (from a fake control socket, the one mock), the
-//! detections panel counts balls by kind, the overlay toggle and quality selector change the
-//! stream URL, and the banner shows while the video worker is down. Screenshots go to
-//! `tests/artifacts/` at the workspace root.
+//! detections panel counts balls by kind, detections and status arrive over `/api/ws` and the
+//! canvas overlay draws the pushed balls (read from its `data-balls-drawn`), toggling the
+//! overlay never touches the stream while the quality selector changes its URL, the page falls
+//! back to polling (and says so) without WebSocket, and the banner shows while the video
+//! worker is down. Screenshots go to `tests/artifacts/` at the workspace root
+//! (`docs/dashboard.png` is a copy of `dashboard.png`).
 
 mod common;
 

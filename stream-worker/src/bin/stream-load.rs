@@ -8,12 +8,19 @@
 //! With `--spawn --feed` it runs everything itself: a synthetic writer publishing into a fresh
 //! segment (the video worker's part) and a stream worker reading it, both removed afterwards.
 //!
+//! `--ws N` adds N WebSocket push clients (`/api/ws`, tokio-tungstenite) and reports their
+//! messages/s and the capture-to-client latency of the detections (CLOCK_MONOTONIC at receipt
+//! minus the result's `capture_ts_ns`; both processes are on this host). Detections need a
+//! vision worker: run it with `--url` against a supervisor tree (the server pid is then read
+//! from `/api/stream` unless `--pid` is given).
+//!
 //! ```text
 //! stream-load --spawn --feed --clients 64 --seconds 20
 //! stream-load --spawn --feed --mix 10@5,10@30
 //! stream-load --spawn --feed --clients 4 --stall 1 --seconds 30
 //! stream-load --spawn --feed --cycles 1000
 //! stream-load --url http://127.0.0.1:8080 --pid 1234 --clients 10
+//! stream-load --url http://127.0.0.1:8080 --clients 64 --ws 64 --seconds 20
 //! ```
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -85,6 +92,9 @@ struct Args {
     /// Client groups instead of --clients/--fps, as COUNT@FPS pairs: "10@5,10@30".
     #[arg(long)]
     mix: Option<String>,
+    /// WebSocket push clients (`/api/ws`) besides the stream clients.
+    #[arg(long, default_value_t = 0)]
+    ws: usize,
     /// Extra clients that send their request and then never read.
     #[arg(long, default_value_t = 0)]
     stall: usize,
@@ -143,6 +153,139 @@ struct ClientStats {
     decode_failed: AtomicU64,
     errors: Mutex<Vec<String>>,
     latency: Mutex<Option<LatencyWindow>>,
+}
+
+/// Figures of one WebSocket client.
+#[derive(Debug, Default)]
+struct WsStats {
+    connected: AtomicBool,
+    /// Messages of every type received in the window.
+    messages_in_window: AtomicU64,
+    /// Detections received in the window.
+    detections_in_window: AtomicU64,
+    /// Capture-to-receipt latency of each detections message in the window (ns).
+    latencies: Mutex<Vec<u64>>,
+    /// Vision-published-to-receipt latency (ns): the push path alone, without vision's time.
+    push_latencies: Mutex<Vec<u64>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Runs one WebSocket push client until aborted.
+async fn ws_client(target: Target, stats: Arc<WsStats>, measuring: Arc<AtomicBool>) -> Result<()> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{}/api/ws", target.authority);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .with_context(|| format!("cannot open {url}"))?;
+    stats.connected.store(true, Relaxed);
+    while let Some(msg) = ws.next().await {
+        let now_ns = shm_core::monotonic_ns();
+        let Message::Text(text) = msg? else {
+            continue;
+        };
+        if !measuring.load(Relaxed) {
+            continue;
+        }
+        stats.messages_in_window.fetch_add(1, Relaxed);
+        // Only the two keys needed; the rest of the result is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(rename = "type")]
+            kind: String,
+            data: Option<Data>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Data {
+            capture_ts_ns: Option<u64>,
+            processed_ts_ns: Option<u64>,
+        }
+        let head: Head = serde_json::from_str(text.as_str())
+            .with_context(|| format!("a message is not the push JSON: {text}"))?;
+        if head.kind == "detections" {
+            stats.detections_in_window.fetch_add(1, Relaxed);
+            let data = head.data.unwrap_or(Data {
+                capture_ts_ns: None,
+                processed_ts_ns: None,
+            });
+            if let Some(ts) = data.capture_ts_ns {
+                if let Ok(mut l) = stats.latencies.lock() {
+                    l.push(now_ns.saturating_sub(ts));
+                }
+            }
+            if let Some(ts) = data.processed_ts_ns.filter(|&t| t > 0) {
+                if let Ok(mut l) = stats.push_latencies.lock() {
+                    l.push(now_ns.saturating_sub(ts));
+                }
+            }
+        }
+    }
+    bail!("the server closed the WebSocket")
+}
+
+/// Prints the WebSocket clients' figures.
+fn report_ws(ws: &[Arc<WsStats>], elapsed: f64) -> usize {
+    if ws.is_empty() {
+        return 0;
+    }
+    let rate = |f: &dyn Fn(&WsStats) -> u64| {
+        let mut v: Vec<f64> = ws.iter().map(|s| f(s) as f64 / elapsed).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let det = rate(&|s| s.detections_in_window.load(Relaxed));
+    let all = rate(&|s| s.messages_in_window.load(Relaxed));
+    let sorted_ms = |f: &dyn Fn(&WsStats) -> &Mutex<Vec<u64>>| {
+        let mut v: Vec<f64> = ws
+            .iter()
+            .flat_map(|s| f(s).lock().map(|l| l.clone()).unwrap_or_default())
+            .map(|ns| ns as f64 / 1e6)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let lat = sorted_ms(&|s| &s.latencies);
+    let push = sorted_ms(&|s| &s.push_latencies);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "websocket: {} clients: detections/s per client min {:.1} median {:.1} mean {:.1} max {:.1}; all messages/s per client min {:.1} mean {:.1}",
+        ws.len(),
+        det.first().copied().unwrap_or(0.0),
+        percentile(&det, 0.5),
+        mean(&det),
+        det.last().copied().unwrap_or(0.0),
+        all.first().copied().unwrap_or(0.0),
+        mean(&all),
+    );
+    println!(
+        "websocket: capture-to-client latency over {} detections: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0),
+    );
+    println!(
+        "websocket: vision-published-to-client latency (the push path alone): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&push, 0.5),
+        percentile(&push, 0.9),
+        percentile(&push, 0.99),
+        push.last().copied().unwrap_or(0.0),
+    );
+    let mut errors = 0;
+    for (i, s) in ws.iter().enumerate() {
+        if !s.connected.load(Relaxed) {
+            println!("websocket client {i}: never connected");
+            errors += 1;
+        }
+        if let Ok(e) = s.errors.lock() {
+            for msg in e.iter().take(3) {
+                println!("websocket client {i}: error: {msg}");
+                errors += 1;
+            }
+        }
+    }
+    errors
 }
 
 /// The process under test, from /proc.
@@ -508,7 +651,7 @@ fn main() -> Result<()> {
 
 async fn run(args: Args) -> Result<()> {
     let groups = groups(&args)?;
-    let total_clients: usize = groups.iter().map(|g| g.0).sum::<usize>() + args.stall;
+    let total_clients: usize = groups.iter().map(|g| g.0).sum::<usize>() + args.stall + args.ws;
     let (_fixture, target, pid) = if args.spawn {
         let max = total_clients.max(args.cycle_concurrency) + 16;
         let (f, t, pid) = tokio::task::block_in_place(|| spawn(&args, max))?;
@@ -517,6 +660,17 @@ async fn run(args: Args) -> Result<()> {
         (None, Target::parse(&args.url)?, args.pid)
     };
     wait_healthy(&target).await?;
+    // The server tells its pid, so a tree started elsewhere needs no --pid.
+    let pid = match pid {
+        Some(p) => Some(p),
+        None => match get_text(&target, "/api/stream").await {
+            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["pid"].as_u64())
+                .map(|p| p as u32),
+            _ => None,
+        },
+    };
     let expect = if args.feed {
         (args.width, args.height)
     } else {
@@ -554,6 +708,19 @@ async fn run(args: Args) -> Result<()> {
                 }
             }));
         }
+    }
+    let mut ws_all = Vec::new();
+    for _ in 0..args.ws {
+        let stats = Arc::new(WsStats::default());
+        ws_all.push(stats.clone());
+        let (t, m) = (target.clone(), measuring.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = ws_client(t, stats.clone(), m).await {
+                if let Ok(mut v) = stats.errors.lock() {
+                    v.push(format!("{e:#}"));
+                }
+            }
+        }));
     }
     let mut stalled = Vec::new();
     for _ in 0..args.stall {
@@ -637,7 +804,7 @@ async fn run(args: Args) -> Result<()> {
         bytes as f64 / 1e6,
         bytes as f64 / parts.max(1) as f64 / 1e3
     );
-    let mut errors = 0;
+    let mut errors = report_ws(&ws_all, elapsed);
     for (i, (_, s)) in all.iter().enumerate() {
         if let Ok(e) = s.errors.lock() {
             for msg in e.iter().take(3) {

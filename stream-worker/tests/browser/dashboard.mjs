@@ -55,27 +55,60 @@ try {
   // Figures are filled in.
   await page.waitForFunction(() => document.getElementById("f-fps").textContent !== "–", null, { timeout: 20000 });
 
-  // The overlay toggle and the quality selector change the stream URL.
+  // Detections and status come pushed over the WebSocket, and the canvas draws the 7 balls.
+  await page.waitForFunction(() => document.getElementById("push").dataset.mode === "live", null, { timeout: 20000 });
+  const drawn = () => page.$eval("#overlay-canvas", (c) => c.dataset.ballsDrawn);
+  await page.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "7", null, { timeout: 20000 });
+  // Pushed, not polled: the frame drawn keeps changing at the writer's rate (10 results/s).
+  const f0 = Number(await page.$eval("#overlay-canvas", (c) => c.dataset.frame));
+  await page.waitForTimeout(1000);
+  const f1 = Number(await page.$eval("#overlay-canvas", (c) => c.dataset.frame));
+  if (!(f1 - f0 >= 5)) fail(`the overlay went from frame ${f0} to ${f1} in 1 s`);
+  const polled = await page.evaluate(() => performance.getEntriesByType("resource").filter((e) => /\/api\/(detections|status)/.test(e.name)).length);
+  if (polled !== 0) fail(polled + " requests polled /api/detections or /api/status while the socket was live");
+
+  // The overlay toggle clears and redraws the canvas without touching the stream.
   const src0 = await page.$eval("#stream", (i) => i.src);
   if (!src0.includes("overlay=0")) fail("initial stream URL " + src0);
   await page.click("#overlay");
+  await page.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "0", null, { timeout: 5000 });
+  await page.click("#overlay");
+  await page.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "7", null, { timeout: 5000 });
   const src1 = await page.$eval("#stream", (i) => i.src);
-  if (!src1.includes("overlay=1")) fail("after the toggle the stream URL is " + src1);
+  if (src1 !== src0) fail("toggling the overlay changed the stream URL to " + src1);
+
+  // The quality selector changes the stream URL.
   await page.selectOption("#quality", "50");
   const src2 = await page.$eval("#stream", (i) => i.src);
-  if (!src2.includes("quality=50") || !src2.includes("overlay=1")) fail("after the quality change the stream URL is " + src2);
+  if (!src2.includes("quality=50") || !src2.includes("overlay=0")) fail("after the quality change the stream URL is " + src2);
   await page.waitForFunction(() => document.getElementById("stream").naturalWidth > 0, null, { timeout: 20000 });
-  // The replaced streams were closed: one client remains, on the overlay variant.
+  // The replaced streams were closed: one video client remains (plus the page's socket).
   const deadline = Date.now() + 15000;
   let s = null;
   for (;;) {
     s = await (await page.request.get(base + "/api/stream")).json();
-    if (s.clients === 1 && s.variants === 1) break;
+    if (s.clients - s.ws_clients === 1 && s.ws_clients === 1 && s.variants === 1) break;
     if (Date.now() > deadline) fail("after changing the stream: " + JSON.stringify(s));
     await page.waitForTimeout(200);
   }
-  await page.waitForTimeout(1500); // a few overlay frames and one status refresh
+  if (await drawn() !== "7") fail("balls drawn after the stream change: " + await drawn());
+  await page.waitForTimeout(1500); // a few frames and one status refresh
   await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
+
+  // Without WebSocket the page says so, polls instead, and still draws the balls.
+  const fallback = await context.newPage();
+  fallback.on("pageerror", (e) => errors.push("fallback page: " + String(e)));
+  await fallback.addInitScript(() => {
+    window.WebSocket = class { constructor() { throw new Error("WebSocket blocked by the test"); } };
+  });
+  await fallback.goto(base + "/", { waitUntil: "domcontentloaded" });
+  await fallback.waitForFunction(() => document.getElementById("push").dataset.mode === "polling", null, { timeout: 20000 });
+  const note = await fallback.$eval("#push-note", (n) => n.textContent);
+  if (!note.includes("polling") || !note.includes("WebSocket blocked by the test")) fail("fallback note says " + note);
+  await fallback.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "7", null, { timeout: 20000 });
+  await fallback.waitForFunction(() => document.querySelectorAll("#workers tbody tr").length === 3, null, { timeout: 20000 });
+  await fallback.screenshot({ path: join(artifacts, "dashboard-polling.png"), fullPage: true });
+  await fallback.close();
 
   // Video worker down: a clear banner; back: the banner goes and the stream resumes.
   await ask("OUTAGE?");
@@ -86,7 +119,8 @@ try {
   await ask("RESUME?");
   await page.waitForFunction(() => !document.getElementById("banner").classList.contains("show"), null, { timeout: 20000 });
   const clients = (await (await page.request.get(base + "/api/stream")).json()).clients;
-  if (clients !== 1) fail("the page's stream did not survive the outage: clients = " + clients);
+  if (clients !== 2) fail("the page's stream and socket did not survive the outage: clients = " + clients);
+  await page.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "7", null, { timeout: 20000 });
 
   if (errors.length) fail("page errors: " + errors.join("; "));
   console.log("OK");

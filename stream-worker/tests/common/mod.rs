@@ -596,19 +596,21 @@ impl Drop for DetectionsFeed {
     }
 }
 
-/// A detection result with 1 cue, 1 eight, 3 solids and 2 stripes.
+/// A detection result with 1 cue, 1 eight, 3 solids and 2 stripes (with the second round's
+/// ids, numbers and velocities; one stripe is not identified).
 pub fn detections_json(n: u64, capture_ns: u64) -> String {
     serde_json::json!({
         "frame_number": n, "capture_ts_ns": capture_ns, "processed_ts_ns": capture_ns + 1000,
         "table": {"corners": [[20, 20], [300, 20], [300, 220], [20, 220]]},
+        "motion": "moving", "pocketed": [], "cue": null,
         "balls": [
-            {"x": 60.0, "y": 60.0, "radius": 8.0, "kind": "cue"},
-            {"x": 100.0, "y": 60.0, "radius": 8.0, "kind": "eight"},
-            {"x": 140.0, "y": 60.0, "radius": 8.0, "kind": "solid"},
-            {"x": 180.0, "y": 60.0, "radius": 8.0, "kind": "solid"},
-            {"x": 220.0, "y": 60.0, "radius": 8.0, "kind": "solid"},
-            {"x": 140.0, "y": 120.0, "radius": 8.0, "kind": "stripe"},
-            {"x": 180.0, "y": 120.0, "radius": 8.0, "kind": "stripe"},
+            {"x": 60.0, "y": 60.0, "radius": 8.0, "kind": "cue", "id": 0, "number": 0, "vx": 120.0, "vy": 80.0, "moving": true},
+            {"x": 100.0, "y": 60.0, "radius": 8.0, "kind": "eight", "id": 8, "number": 8, "vx": 0.0, "vy": 0.0, "moving": false},
+            {"x": 140.0, "y": 60.0, "radius": 8.0, "kind": "solid", "id": 1, "number": 1, "vx": 0.0, "vy": 0.0, "moving": false},
+            {"x": 180.0, "y": 60.0, "radius": 8.0, "kind": "solid", "id": 3, "number": 3, "vx": -60.0, "vy": 100.0, "moving": true},
+            {"x": 220.0, "y": 60.0, "radius": 8.0, "kind": "solid", "id": 5, "number": 5, "vx": 0.0, "vy": 0.0, "moving": false},
+            {"x": 140.0, "y": 120.0, "radius": 8.0, "kind": "stripe", "id": 11, "number": 11, "vx": 0.0, "vy": 0.0, "moving": false},
+            {"x": 180.0, "y": 120.0, "radius": 8.0, "kind": "stripe", "id": 101, "number": null, "vx": 0.0, "vy": 0.0, "moving": false},
         ]
     })
     .to_string()
