@@ -520,6 +520,11 @@ impl Client {
             if let Some(msg) = out {
                 match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
                     Ok(Ok(())) => {}
+                    // The connection's write-progress deadline (`stream.client_stall_sec`)
+                    // may end a stalled client before SEND_TIMEOUT does: a stall all the same.
+                    Ok(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return End::Stalled;
+                    }
                     Ok(Err(e)) => {
                         debug!("websocket send failed: {e}");
                         return End::Gone;
