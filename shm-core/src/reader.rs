@@ -265,8 +265,13 @@ impl Reader {
     }
 
     fn delivered(&mut self, m: &FrameMeta, now: u64) {
-        if self.last_seen != 0 && m.frame_number > self.last_seen + 1 {
-            self.stats.frames_missed += m.frame_number - self.last_seen - 1;
+        // Frame numbers come from shared memory, so a hostile header may put anything there:
+        // saturating arithmetic, never an overflow panic.
+        if self.last_seen != 0 && m.frame_number > self.last_seen.saturating_add(1) {
+            self.stats.frames_missed = self
+                .stats
+                .frames_missed
+                .saturating_add(m.frame_number - self.last_seen - 1);
         }
         self.last_seen = m.frame_number;
         self.stats.frames_read += 1;
@@ -350,11 +355,12 @@ impl Reader {
             r.torn();
             // The frame is gone for good: count it (and any skipped before it) as missed and
             // do not offer it again.
-            r.stats.frames_missed += if r.last_seen == 0 {
+            // Saturating: `latest` comes from shared memory and may be below `last_seen`.
+            r.stats.frames_missed = r.stats.frames_missed.saturating_add(if r.last_seen == 0 {
                 1
             } else {
-                latest - r.last_seen
-            };
+                latest.saturating_sub(r.last_seen)
+            });
             r.entry()
                 .frames_missed
                 .store(r.stats.frames_missed, Ordering::Relaxed);
