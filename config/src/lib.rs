@@ -11,6 +11,8 @@
 
 mod validate;
 
+pub mod trust;
+
 pub mod exit_codes;
 
 use std::fmt;
@@ -474,6 +476,17 @@ pub enum ConfigError {
         /// What is wrong, naming the key and, where TOML gives it, the line and column.
         message: String,
     },
+    /// The file (config, worker directory or worker binary) could have been planted or
+    /// changed by another user.
+    #[error("{}: refusing {what}: {why}; another user could change what runs (make it owned by this user or root and not writable by group or others, e.g. chmod go-w)", .path.display())]
+    Untrusted {
+        /// The file or directory.
+        path: PathBuf,
+        /// What it is ("config file", "worker directory", "worker binary").
+        what: String,
+        /// Who may write it.
+        why: String,
+    },
     /// A value breaks a rule. Every broken rule is listed, one per line.
     #[error("{}", .problems.iter().map(|p| format!("{file}: {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid {
@@ -590,10 +603,15 @@ pub fn load(flag: Option<&Path>) -> Result<Loaded, ConfigError> {
 pub fn load_from(origin: ConfigOrigin, video_file: Option<&str>) -> Result<Loaded, ConfigError> {
     let mut config = match origin.path() {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            let read_err = |cause| ConfigError::Read {
                 path: path.to_path_buf(),
                 cause,
-            })?;
+            };
+            // Checked on the open file (fstat), so the file read is the file checked.
+            let mut file = std::fs::File::open(path).map_err(read_err)?;
+            trust::check_metadata(path, "config file", &file.metadata().map_err(read_err)?)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut file, &mut text).map_err(read_err)?;
             Config::from_toml_str(&text, &path.display().to_string())?
         }
         None => Config::default(),

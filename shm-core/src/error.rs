@@ -142,6 +142,15 @@ pub enum OpenError {
         /// The other writer.
         pid: u32,
     },
+    /// The header's latest frame number leaves no next one (only a corrupted or hostile
+    /// segment says so).
+    #[error("segment {name} says its latest frame is {latest}, which leaves no next frame number; the segment is corrupt, stop the supervisor so it recreates the segment")]
+    Exhausted {
+        /// The segment name.
+        name: String,
+        /// The latest frame number found in the header.
+        latest: u64,
+    },
 }
 
 /// Why a frame could not be published.
@@ -158,6 +167,9 @@ pub enum PublishError {
     /// The metadata contradicts the payload.
     #[error("invalid frame metadata: {0}")]
     InvalidMeta(String),
+    /// Every frame number has been used (the segment's header was corrupted).
+    #[error("no frame number is left after u64::MAX; the segment's header was corrupted, recreate the segment")]
+    Exhausted,
 }
 
 /// Why a read failed (as opposed to finding nothing new).

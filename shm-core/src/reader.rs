@@ -271,8 +271,13 @@ impl Reader {
     }
 
     fn delivered(&mut self, m: &FrameMeta, now: u64) {
-        if self.last_seen != 0 && m.frame_number > self.last_seen + 1 {
-            self.stats.frames_missed += m.frame_number - self.last_seen - 1;
+        // Frame numbers come from shared memory, so a hostile header may put anything there:
+        // saturating arithmetic, never an overflow panic.
+        if self.last_seen != 0 && m.frame_number > self.last_seen.saturating_add(1) {
+            self.stats.frames_missed = self
+                .stats
+                .frames_missed
+                .saturating_add(m.frame_number - self.last_seen - 1);
         }
         self.last_seen = m.frame_number;
         self.stats.frames_read += 1;
@@ -299,11 +304,15 @@ impl Reader {
     /// count it (and any skipped before it) as missed and do not offer it again.
     fn lost(&mut self, latest: u64) {
         self.torn();
-        self.stats.frames_missed += if self.last_seen == 0 {
-            1
-        } else {
-            latest.saturating_sub(self.last_seen)
-        };
+        // Saturating: `latest` comes from shared memory and may be below `last_seen`.
+        self.stats.frames_missed =
+            self.stats
+                .frames_missed
+                .saturating_add(if self.last_seen == 0 {
+                    1
+                } else {
+                    latest.saturating_sub(self.last_seen)
+                });
         self.entry()
             .frames_missed
             .store(self.stats.frames_missed, Ordering::Relaxed);

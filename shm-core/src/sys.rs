@@ -6,15 +6,19 @@
 //! The segment is shared with other processes, so each ordering below pairs with an operation
 //! in another process running this same code.
 //!
-//! * Slot seqlock (writer): `seq` is stored odd with `Relaxed`, followed by a `Release` fence,
-//!   so no payload store can be seen before the odd value; payload and metadata are then
+//! * Slot seqlock (writer): `seq` is stored odd with `Relaxed`, followed by a full (`SeqCst`)
+//!   fence, so no payload store can be seen before the odd value. A `Release` fence would not
+//!   do: the payload is copied with `memcpy`, which uses non-temporal stores for large
+//!   frames, and on x86_64 a non-temporal store may become visible before an earlier
+//!   ordinary store; `mfence` (what the SeqCst fence emits) orders them. Payload and metadata are then
 //!   written; `seq` is stored even with `Release`, so a reader that sees the even value with
 //!   `Acquire` also sees the whole payload. Pairs with the reader's `Acquire` load of `seq`
 //!   before the copy and its `Acquire` fence + load after it.
 //! * Slot seqlock (reader): `Acquire` load of `seq` (pairs with the writer's final `Release`
 //!   store), copy, then an `Acquire` fence and a `Relaxed` reload of `seq`; the fence keeps the
 //!   payload loads before the reload, so a changed sequence reveals any overlap with a write
-//!   (pairs with the writer's odd store + `Release` fence).
+//!   (pairs with the writer's odd store + full fence). Sequence arithmetic wraps, so a
+//!   corrupted sequence value cannot overflow.
 //! * `latest`: stored `SeqCst` after the slot is complete, loaded `Acquire` by readers (pairs
 //!   with that store, making the slot's even sequence visible). Both sides of the wake-up
 //!   handshake use `SeqCst` (`latest` store / `waiters` load in the writer, `waiters`
@@ -426,18 +430,6 @@ impl FrameView<'_> {
         // SAFETY: start..start+n lies inside the payload (clamped above), inside the mapping.
         unsafe { copy_from_shared(self.ptr.add(start), &mut dst[..n]) }
     }
-
-    /// The payload as a slice, without copying.
-    ///
-    /// # Safety
-    /// The bytes may change under the caller if the writer laps this reader. The caller must
-    /// not let the compiler rely on them being stable (use them only for opaque processing,
-    /// e.g. handing the pointer to a C library), and must discard every result unless the read
-    /// returns [`ZeroCopy::Intact`](crate::ZeroCopy::Intact).
-    pub unsafe fn as_slice(&self) -> &[u8] {
-        // SAFETY: in bounds of the live mapping; stability is the caller's obligation above.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
 }
 
 impl Drop for Mapping {
@@ -454,18 +446,29 @@ pub(crate) fn seq_begin_write(meta: &SlotMeta) -> u64 {
     let s = meta.seq.load(Ordering::Relaxed);
     // An odd value left by a writer that died mid-write is moved on by 2 so that a reader that
     // loaded it still sees a change.
-    let odd = if s.is_multiple_of(2) { s + 1 } else { s + 2 };
+    // Wrapping: a hostile or corrupted segment may hold any value; 2^64 is even, so the
+    // parity (the seqlock's meaning) survives the wrap.
+    let odd = if s.is_multiple_of(2) {
+        s.wrapping_add(1)
+    } else {
+        s.wrapping_add(2)
+    };
     meta.seq.store(odd, Ordering::Relaxed);
-    // Pairs with the reader's Acquire fence before its re-check: payload stores below cannot be
-    // observed before the odd sequence.
-    fence(Ordering::Release);
+    // A full fence, not just Release: pairs with the reader's Acquire fence before its
+    // re-check, so payload stores below cannot be observed before the odd sequence. The
+    // payload is filled by `memcpy`, which uses non-temporal stores for large copies, and on
+    // x86_64 those may pass an earlier ordinary store; a Release fence compiles to nothing
+    // there, while SeqCst emits `mfence`, which also orders non-temporal stores.
+    fence(Ordering::SeqCst);
     odd
 }
 
 /// Finishes writing a slot: makes its sequence even again.
 pub(crate) fn seq_end_write(meta: &SlotMeta, odd: u64) {
     // Pairs with the reader's Acquire load of seq: the payload is visible to whoever sees it.
-    meta.seq.store(odd + 1, Ordering::Release);
+    // The non-temporal stores of a large payload copy are drained by the `sfence` that ends
+    // glibc's streaming `memcpy`, so this Release store comes after them.
+    meta.seq.store(odd.wrapping_add(1), Ordering::Release);
 }
 
 /// A reader's first look at a slot's sequence; None while it is being written.

@@ -147,8 +147,14 @@ impl Writer {
             .writer_generation
             .fetch_add(1, Ordering::AcqRel)
             .wrapping_add(1);
-        // We are the only writer now, so latest cannot move under us.
-        let next = w.latest.load(Ordering::Acquire) + 1;
+        // We are the only writer now, so latest cannot move under us. The header is shared
+        // memory, so a hostile or corrupted one may say anything: no frame number follows
+        // u64::MAX.
+        let latest = w.latest.load(Ordering::Acquire);
+        let next = latest.checked_add(1).ok_or_else(|| OpenError::Exhausted {
+            name: loc.name().into(),
+            latest,
+        })?;
         w.heartbeat_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
         Ok(Writer {
             map,
@@ -200,6 +206,11 @@ impl Writer {
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<u64, PublishError> {
         let n = self.next;
+        if n == 0 {
+            // Only a hostile header can bring this about (2^64 frames); wrapping would reuse
+            // frame numbers that readers have already seen.
+            return Err(PublishError::Exhausted);
+        }
         let slot = self.map.geometry().slot_of(n);
         let capacity = self.info.spec.slot_capacity;
         let generation = self.generation;
@@ -243,7 +254,8 @@ impl Writer {
         if h.wake.waiters.load(Ordering::SeqCst) > 0 {
             sys::futex_wake_all(&h.wake.wake);
         }
-        self.next = n + 1;
+        // 0 (never a frame number) marks the numbering as used up; see the check above.
+        self.next = n.checked_add(1).unwrap_or(0);
         self.latency
             .record(publish_ns.saturating_sub(meta.capture_ns));
         if publish_ns.saturating_sub(self.last_stats_ns) >= STATS_INTERVAL_NS {

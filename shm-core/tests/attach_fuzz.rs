@@ -1,6 +1,7 @@
 //! Attaching to random, truncated and corrupted segments must give an error, never a panic or
 //! an out-of-bounds access; reads from a corrupted segment must give an error too.
 
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -100,6 +101,141 @@ proptest! {
             Err(ReadError::Corrupt { reason, .. }) => prop_assert!(!reason.is_empty()),
         }
     }
+}
+
+/// Offset of the writer's `latest` frame number in the header.
+const LATEST_AT: u64 = 144;
+/// Offset of the slot metadata table; each entry is 128 bytes, `seq` then `frame_number`.
+const SLOT_META_AT: u64 = 12288;
+
+/// Frame and sequence numbers a hostile process might put in the header: the edges of u64
+/// and anything else.
+fn hostile_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1u64),
+        Just(2u64),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(u64::MAX - 2),
+        any::<u64>(),
+    ]
+}
+
+/// Writes `value` at `at` in the segment file without truncating it (the mappings stay
+/// valid, and they see the new bytes at once: the file is their backing store).
+fn poke(file: &std::fs::File, at: u64, value: u64) {
+    file.write_all_at(&value.to_le_bytes(), at).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::default())]
+
+    /// Hostile `latest`, slot frame numbers and sequences, changed under live readers and a
+    /// writer: every call returns (an error or a value), none overflows or panics.
+    #[test]
+    fn hostile_frame_numbers_never_panic(
+        steps in proptest::collection::vec(
+            (hostile_u64(), hostile_u64(), hostile_u64(), any::<bool>()),
+            1..12,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loc(&dir, "latest");
+        let spec = SegmentSpec::bytes(64, 2);
+        create(&l, &spec, CreateMode::Exclusive).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(l.fallback_path())
+            .unwrap();
+        let mut copier = Reader::attach(&l, AttachOptions::new("copy", Duration::ZERO)).unwrap();
+        let mut zero = Reader::attach(&l, AttachOptions::new("zero", Duration::ZERO)).unwrap();
+        let mut buf = Vec::new();
+        for (latest, frame, seq, consistent) in steps {
+            poke(&file, LATEST_AT, latest);
+            let slot = SLOT_META_AT + (latest % 2) * 128;
+            // A consistent slot names `latest` and is not being written, so the readers accept
+            // it and remember `latest` as the last frame seen; otherwise anything goes.
+            let (frame, seq) = if consistent { (latest, seq & !1) } else { (frame, seq) };
+            poke(&file, slot, seq);
+            poke(&file, slot + 8, frame);
+            let _ = copier.read_latest(&mut buf);
+            let _ = zero.read_zero_copy(|v| v.len());
+            let _ = copier.wait_next(Duration::ZERO);
+            let _ = copier.stats();
+            if let Ok(m) = Monitor::open(&l) {
+                let _ = m.snapshot();
+            }
+            match Writer::open(&l, &spec) {
+                Ok(mut w) => {
+                    for _ in 0..3 {
+                        match w.publish(b"frame", PublishMeta::bytes(1)) {
+                            Ok(n) => prop_assert!(n != 0),
+                            Err(e) => prop_assert!(matches!(e, PublishError::Exhausted)),
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}
+
+#[test]
+fn writer_refuses_a_header_with_no_next_frame_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = loc(&dir, "max");
+    let spec = SegmentSpec::bytes(64, 2);
+    create(&l, &spec, CreateMode::Exclusive).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(l.fallback_path())
+        .unwrap();
+    poke(&file, LATEST_AT, u64::MAX);
+    let msg = Writer::open(&l, &spec).err().unwrap().to_string();
+    assert!(msg.contains("leaves no next frame number"), "{msg}");
+    // One frame number left: it is used, then the numbering reports it is used up.
+    poke(&file, LATEST_AT, u64::MAX - 1);
+    let mut w = Writer::open(&l, &spec).unwrap();
+    assert_eq!(w.publish(b"x", PublishMeta::bytes(1)), Ok(u64::MAX));
+    assert_eq!(
+        w.publish(b"x", PublishMeta::bytes(1)),
+        Err(PublishError::Exhausted)
+    );
+}
+
+#[test]
+fn reader_survives_latest_going_backwards_from_u64_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = loc(&dir, "back");
+    let spec = SegmentSpec::bytes(64, 2);
+    create(&l, &spec, CreateMode::Exclusive).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(l.fallback_path())
+        .unwrap();
+    let mut r = Reader::attach(&l, AttachOptions::new("r", Duration::ZERO)).unwrap();
+    let mut z = Reader::attach(&l, AttachOptions::new("z", Duration::ZERO)).unwrap();
+    // Frame u64::MAX in slot 1, consistent: both readers take it.
+    poke(&file, LATEST_AT, u64::MAX);
+    poke(&file, SLOT_META_AT + 128, 2);
+    poke(&file, SLOT_META_AT + 128 + 8, u64::MAX);
+    let mut buf = Vec::new();
+    assert!(r.read_latest(&mut buf).unwrap().is_some());
+    assert!(z.read_zero_copy(|v| v.len()).unwrap().is_some());
+    // Then latest says 5 (slot 1) while the slot still names u64::MAX: the zero-copy reader
+    // counts the frame as lost (latest is below what it saw), the copying reader skips it.
+    poke(&file, LATEST_AT, 5);
+    assert!(r.read_latest(&mut buf).unwrap().is_none());
+    assert!(matches!(
+        z.read_zero_copy(|v| v.len()).unwrap(),
+        Some(ZeroCopy::Overwritten { frame_number: 5 })
+    ));
+    // Then a consistent frame 7 after u64::MAX.
+    poke(&file, LATEST_AT, 7);
+    poke(&file, SLOT_META_AT + 128 + 8, 7);
+    assert!(r.read_latest(&mut buf).unwrap().is_some());
 }
 
 #[test]

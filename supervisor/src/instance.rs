@@ -8,8 +8,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,31 +55,103 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InstanceError + '_ {
     }
 }
 
-/// Refuses a directory owned by another user (root excepted) or writable by others without
-/// the sticky bit.
-fn check_private(dir: &Path) -> Result<(), InstanceError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let me = unsafe { libc::getuid() };
-    let unsafe_dir = |why: String| InstanceError::UnsafeDirectory {
-        path: dir.to_path_buf(),
-        why,
-    };
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(unsafe_dir(format!(
-            "owned by uid {}, not by this user (uid {me})",
-            meta.uid()
-        )));
+/// Why a directory with owner `uid` and `mode` may not hold our runtime files, for a process
+/// running as `me`; `None` when it may. `sticky_ok`: a directory writable by others is
+/// acceptable when its sticky bit is set (like `/tmp`), since nobody else can then remove or
+/// rename our entries.
+fn dir_problem(uid: u32, mode: u32, me: u32, sticky_ok: bool) -> Option<String> {
+    if uid != me && uid != 0 {
+        return Some(format!("owned by uid {uid}, not by this user (uid {me})"));
     }
-    let mode = meta.mode();
-    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(unsafe_dir(format!(
+    if mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0) {
+        return Some(format!(
             "writable by other users (mode {:o})",
             mode & 0o7777
-        )));
+        ));
     }
-    Ok(())
+    None
+}
+
+/// Opens the runtime directory `dir` and checks it, so every later file operation goes
+/// through the returned descriptor (`*at()` calls) and cannot be redirected by a swapped path.
+///
+/// Refused: a symlink as the directory itself (checked with `lstat`, and the open uses
+/// `O_NOFOLLOW`, so a symlink swapped in between fails too), a directory owned by another user
+/// (root excepted) or writable by others without the sticky bit, and an ancestor owned by
+/// another user or writable by others without the sticky bit (whoever can write an ancestor
+/// can rename the directory away and put their own in its place).
+fn check_private(dir: &Path) -> Result<File, InstanceError> {
+    let unsafe_dir = |path: &Path, why: String| InstanceError::UnsafeDirectory {
+        path: path.to_path_buf(),
+        why,
+    };
+    let link = || {
+        unsafe_dir(
+            dir,
+            "it is a symbolic link, which could be pointed elsewhere; use the real directory"
+                .to_string(),
+        )
+    };
+    let lmeta = std::fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if lmeta.file_type().is_symlink() {
+        return Err(link());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => link(),
+            _ => io_err(dir)(e),
+        })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // fstat of the open directory: what we checked is what we use.
+    let meta = file.metadata().map_err(io_err(dir))?;
+    if let Some(why) = dir_problem(meta.uid(), meta.mode(), me, true) {
+        return Err(unsafe_dir(dir, why));
+    }
+    for ancestor in dir
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+    {
+        let meta = std::fs::metadata(ancestor).map_err(io_err(ancestor))?;
+        if let Some(why) = dir_problem(meta.uid(), meta.mode(), me, true) {
+            return Err(unsafe_dir(
+                dir,
+                format!("its ancestor {} is {why}", ancestor.display()),
+            ));
+        }
+    }
+    Ok(file)
+}
+
+/// The last component of a runtime file's path (all of them live in the checked directory).
+fn file_name(path: &Path) -> &std::ffi::OsStr {
+    path.file_name().unwrap_or(path.as_os_str())
+}
+
+/// Opens `name` in the directory `dir` with `flags` (always `O_NOFOLLOW | O_CLOEXEC`), mode
+/// 0600 when created.
+fn open_at(dir: &File, name: &std::ffi::OsStr, flags: OFlag) -> nix::Result<File> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Removes `name` from the directory `dir` (`unlinkat`, never following a path).
+fn unlink_at(dir: &File, name: &std::ffi::OsStr) -> nix::Result<()> {
+    nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    )
 }
 
 /// `<socket>.pid`: the lock and pid file.
@@ -102,6 +177,9 @@ pub struct Instance {
     socket: PathBuf,
     pid_file: PathBuf,
     config_file: PathBuf,
+    /// The checked runtime directory; every file in it is created and removed through this
+    /// descriptor.
+    dir: File,
     /// Held for the supervisor's life; closing it releases the lock.
     lock: Option<File>,
 }
@@ -110,28 +188,25 @@ impl Instance {
     /// Takes the lock for `socket`, or says who holds it. Cleans up (and logs) a stale socket
     /// and pid file of a supervisor that died.
     pub fn acquire(socket: &Path) -> Result<Instance, InstanceError> {
-        if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io_err(dir))?;
-            }
-            check_private(dir)?;
+        let dir_path = socket
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if std::fs::symlink_metadata(dir_path).is_err() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir_path)
+                .map_err(io_err(dir_path))?;
         }
+        let dir = check_private(dir_path)?;
         let pid_file = pid_file_for(socket);
+        let pid_name = file_name(&pid_file);
         let mut attempts = 0;
         let mut lock = loop {
             attempts += 1;
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&pid_file)
-                .map_err(io_err(&pid_file))?;
+            let f = open_at(&dir, pid_name, OFlag::O_RDWR | OFlag::O_CREAT)
+                .map_err(|e| io_err(&pid_file)(e.into()))?;
             // SAFETY: flock on a file descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
@@ -145,9 +220,14 @@ impl Instance {
                 return Err(io_err(&pid_file)(e));
             }
             // The previous owner may have removed the file between our open and our lock; a
-            // lock on an unlinked file protects nothing, so open the path again.
-            let same = match (f.metadata(), std::fs::metadata(&pid_file)) {
-                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            // lock on an unlinked file protects nothing, so open the name again.
+            let now = nix::sys::stat::fstatat(
+                Some(dir.as_raw_fd()),
+                pid_name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            let same = match (f.metadata(), now) {
+                (Ok(a), Ok(b)) => a.ino() == b.st_ino && a.dev() == b.st_dev,
                 _ => false,
             };
             if same {
@@ -179,7 +259,7 @@ impl Instance {
                     socket: socket.to_path_buf(),
                 });
             }
-            std::fs::remove_file(socket).map_err(io_err(socket))?;
+            unlink_at(&dir, file_name(socket)).map_err(|e| io_err(socket)(e.into()))?;
             tracing::warn!(
                 "removed a stale control socket {} left by a supervisor that died",
                 socket.display()
@@ -195,6 +275,7 @@ impl Instance {
             socket: socket.to_path_buf(),
             config_file: config_file_for(socket),
             pid_file,
+            dir,
             lock: Some(lock),
         })
     }
@@ -217,13 +298,16 @@ impl Instance {
     /// Writes the effective config for the workers (mode 0600, replacing a stale one).
     pub fn write_config(&self, text: &str) -> Result<(), InstanceError> {
         let path = &self.config_file;
-        let _ = std::fs::remove_file(path);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err(path))?;
+        let name = file_name(path);
+        // A stale one (left by a supervisor that was SIGKILLed) holds an old token: replace
+        // it, never write through whatever sits at the name.
+        let _ = unlink_at(&self.dir, name);
+        let mut f = open_at(
+            &self.dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        )
+        .map_err(|e| io_err(path)(e.into()))?;
         f.write_all(text.as_bytes()).map_err(io_err(path))?;
         Ok(())
     }
@@ -232,9 +316,8 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         for p in [&self.socket, &self.config_file, &self.pid_file] {
-            match std::fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            match unlink_at(&self.dir, file_name(p)) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
                 Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
             }
         }
@@ -289,6 +372,100 @@ mod tests {
         assert!(!cfg.exists());
         let again = Instance::acquire(&sock).unwrap();
         drop(again);
+    }
+
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn dir_rules() {
+        assert_eq!(dir_problem(1000, 0o40700, 1000, true), None);
+        assert_eq!(dir_problem(0, 0o40755, 1000, true), None);
+        assert_eq!(dir_problem(0, 0o41777, 1000, true), None, "/tmp is fine");
+        assert!(dir_problem(0, 0o41777, 1000, false).is_some());
+        let other = dir_problem(1001, 0o40700, 1000, true).unwrap();
+        assert!(other.contains("owned by uid 1001"), "{other}");
+        let w = dir_problem(1000, 0o40775, 1000, true).unwrap();
+        assert!(w.contains("writable by other users (mode 775)"), "{w}");
+    }
+
+    #[test]
+    fn check_private_accepts_a_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        chmod(&run, 0o700);
+        let f = check_private(&run).unwrap();
+        assert!(f.metadata().unwrap().is_dir());
+    }
+
+    #[test]
+    fn check_private_refuses_a_world_writable_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        chmod(&run, 0o777);
+        let e = check_private(&run).unwrap_err().to_string();
+        assert!(e.starts_with(&run.display().to_string()), "{e}");
+        assert!(e.contains("writable by other users (mode 777)"), "{e}");
+    }
+
+    #[test]
+    fn check_private_refuses_a_symlinked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        chmod(&real, 0o700);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = check_private(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        // And through acquire: no file is created in the symlink's target.
+        let e = Instance::acquire(&link.join("supervisor.sock"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn check_private_refuses_a_writable_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        let run = open.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        chmod(&run, 0o700);
+        chmod(&open, 0o777);
+        let e = check_private(&run).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("its ancestor {} is writable", open.display())),
+            "{e}"
+        );
+        // With the sticky bit (like /tmp) nobody else can rename our directory away.
+        chmod(&open, 0o1777);
+        check_private(&run).unwrap();
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed_for_the_runtime_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("supervisor.sock");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, config_file_for(&sock)).unwrap();
+        let inst = Instance::acquire(&sock).unwrap();
+        inst.write_config("[video]\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let meta = std::fs::symlink_metadata(inst.config_file()).unwrap();
+        assert!(meta.is_file());
+        drop(inst);
+        // The pid file name as a symlink: refused, the target untouched.
+        std::os::unix::fs::symlink(&victim, pid_file_for(&sock)).unwrap();
+        assert!(Instance::acquire(&sock).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod control;
 pub mod exit;
 pub mod instance;
 pub mod notify;
+pub mod output;
 pub mod policy;
 pub mod server;
 pub mod spawn;
@@ -225,9 +226,19 @@ fn resolve_binaries(config: &Config) -> anyhow::Result<[Option<PathBuf>; 3]> {
                 w.binary()
             );
         }
+        check_binary(&path)?;
         out[w.index()] = Some(path);
     }
     Ok(out)
+}
+
+/// Refuses a worker binary, or the directory that holds it, that another user could have
+/// planted or changed: we would run their code. Checked at start and before every spawn.
+pub fn check_binary(path: &Path) -> Result<(), config::ConfigError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        config::trust::check_path(dir, "worker directory")?;
+    }
+    config::trust::check_path(path, "worker binary")
 }
 
 fn absolute(p: &Path) -> PathBuf {

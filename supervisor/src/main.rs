@@ -58,6 +58,8 @@ fn main() -> ExitCode {
             Command::Restart { worker } => commands::restart(&loaded, worker),
             Command::CheckConfig => commands::check_config(&loaded),
         });
+    // The last log lines (e.g. "stopped cleanly") are still queued for the writer thread.
+    billiards_supervisor::output::flush(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -73,7 +75,9 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Queued to a writer thread, never a blocking write on the event loop: a stalled
+        // reader of our stderr must not stall the watchdog or the control socket.
+        .with_writer(billiards_supervisor::output::StderrLog)
         // By default a failed log write is reported with eprintln!, which panics when stderr
         // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
         .log_internal_errors(false)

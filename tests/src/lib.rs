@@ -444,6 +444,24 @@ impl Proc {
         }
     }
 
+    /// Spawns `cmd` with stdout going to `log` and stderr to a pipe that is returned and
+    /// never read by the test (a log reader that has stopped).
+    pub fn spawn_stderr_unread(mut cmd: Command, log: &Path) -> (Proc, std::process::ChildStderr) {
+        let out = File::create(log).expect("create log");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        let err = child.stderr.take().expect("stderr pipe");
+        (
+            Proc {
+                child: Some(child),
+                log: Some(log.to_path_buf()),
+            },
+            err,
+        )
+    }
+
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

@@ -32,7 +32,7 @@ use crate::status::{LastExit, WorkerState};
 use crate::worker::WorkerName;
 use crate::Shutdown;
 
-use process::{signal_group, Intent, Process};
+use process::{Intent, Process};
 use report::{summary_line, Usage};
 use watchdog::{Limits, Verdict};
 
@@ -309,7 +309,8 @@ impl Tree {
         }
         s.spawns += 1;
         match result {
-            Ok(pid) => {
+            Ok(group) => {
+                let pid = group.pid();
                 s.state = WorkerState::Starting;
                 if let Some(d) = delay {
                     s.state = WorkerState::Backoff;
@@ -317,7 +318,7 @@ impl Tree {
                 }
                 // Its start-up watchdog counts from the end of the backoff.
                 let started_at = now + delay.unwrap_or_default();
-                s.proc = Some(Process::new(pid, spawn_id, started_at, baseline));
+                s.proc = Some(Process::new(group, spawn_id, started_at, baseline));
                 tracing::info!("started {w} worker (pid {pid})");
             }
             Err(e) => {
@@ -355,8 +356,8 @@ impl Tree {
         let Some(proc) = s.proc.take_if(|p| p.spawn_id == e.spawn_id) else {
             return;
         };
-        // Anything else left in its process group goes with it.
-        signal_group(proc.pid, libc::SIGKILL);
+        // Anything else left in its process group was killed by the reaper task before it
+        // reaped the leader; the group id may belong to someone else by now.
         let classified = exit::classify(w, e.status, e.exit_reason.as_deref(), &source);
         let intent = proc.intent;
         let (reason, detail) = match &intent {
@@ -706,7 +707,7 @@ impl Drop for Tree {
     fn drop(&mut self) {
         for s in &self.workers {
             if let Some(p) = &s.proc {
-                signal_group(p.pid, libc::SIGKILL);
+                p.group.signal(libc::SIGKILL);
             }
         }
     }

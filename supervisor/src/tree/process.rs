@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::spawn::Group;
+
 use super::report::RateMeter;
 use super::watchdog::Watch;
 
@@ -27,6 +29,8 @@ pub(super) enum Intent {
 pub(super) struct Process {
     /// Its pid, also its process-group id.
     pub pid: u32,
+    /// Its process group, signalled only while the leader is unreaped.
+    pub group: Group,
     /// Which spawn it is; an exit report with another id is about an older process.
     pub spawn_id: u64,
     /// Why we are ending it, if we are.
@@ -45,9 +49,10 @@ pub(super) struct Process {
 impl Process {
     /// A process just spawned as `pid`. Its start-up limit counts from `started_at`;
     /// `baseline` is the newest frame number at its spawn.
-    pub fn new(pid: u32, spawn_id: u64, started_at: Instant, baseline: u64) -> Process {
+    pub fn new(group: Group, spawn_id: u64, started_at: Instant, baseline: u64) -> Process {
         Process {
-            pid,
+            pid: group.pid(),
+            group,
             spawn_id,
             intent: Intent::None,
             watch: Watch::new(started_at, baseline),
@@ -84,8 +89,8 @@ impl Process {
         if self.term_at.is_none() {
             self.term_at = Some(now);
             self.kill_at = Some(now + grace);
-            signal_group(self.pid, libc::SIGTERM);
-            signal_group(self.pid, libc::SIGCONT);
+            self.group.signal(libc::SIGTERM);
+            self.group.signal(libc::SIGCONT);
         }
     }
 
@@ -93,7 +98,7 @@ impl Process {
     pub fn kill(&mut self) {
         if !self.killed {
             self.killed = true;
-            signal_group(self.pid, libc::SIGKILL);
+            self.group.signal(libc::SIGKILL);
         }
     }
 
@@ -104,21 +109,5 @@ impl Process {
             self.term_at
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
         )
-    }
-}
-
-/// Sends `sig` to the process group `pgid` (the worker's pid), falling back to the pid.
-pub(super) fn signal_group(pgid: u32, sig: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill/killpg take plain integers; a vanished group only yields ESRCH.
-    unsafe {
-        if libc::killpg(pgid, sig) != 0 {
-            libc::kill(pgid, sig);
-        }
     }
 }

@@ -9,6 +9,10 @@
 //! - vision/stream: attach as readers and read every frame (heartbeating) until SIGTERM.
 //! - `FAKE_IGNORE_SIGTERM=<role>[,<role>]`: that role ignores SIGTERM (tests the SIGKILL grace).
 //! - `FAKE_EXIT_AFTER_MS=<role>:<ms>`: that role exits 0 by itself after so long.
+//! - `FAKE_CHATTER=<role>[,<role>]`: that role writes 200-byte lines to stderr without pause
+//!   (tests a supervisor whose own stderr is not read).
+//! - `FAKE_GRANDCHILD=<role>[,<role>]`: that role starts `sleep 1000` in its process group,
+//!   holding its output pipes, and prints `grandchild pid N`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +81,21 @@ fn main() {
         TERM.load(Ordering::SeqCst) || exit_after(&role).is_some_and(|d| t.elapsed() >= d)
     };
     eprintln!("fake {role} worker running (pid {})", std::process::id());
+    if env_has_role("FAKE_CHATTER", &role) {
+        std::thread::spawn(|| {
+            let line = "x".repeat(200);
+            loop {
+                eprintln!("chatter {line}");
+            }
+        });
+    }
+    if env_has_role("FAKE_GRANDCHILD", &role) {
+        // Inherits our stdout/stderr (the supervisor's pipes) and our process group.
+        match std::process::Command::new("sleep").arg("1000").spawn() {
+            Ok(c) => eprintln!("grandchild pid {}", c.id()),
+            Err(e) => eprintln!("cannot start the grandchild: {e}"),
+        }
+    }
     if role == "video" {
         if c.video.source.kind == config::SourceKind::Camera {
             eprintln!(

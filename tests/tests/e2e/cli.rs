@@ -93,6 +93,53 @@ fn check_config_prints_the_effective_config() {
 }
 
 #[test]
+fn a_config_writable_by_others_is_refused_with_exit_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new("planted");
+    let cfg = env.write_config(&env.config());
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for cmd in ["start", "check-config", "status"] {
+        let out = env.cli(&cfg, &[cmd]);
+        assert_eq!(out.code, Some(2), "{cmd}: {out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("{}: refusing config file", cfg.display())),
+            "{cmd}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains("writable by group and others (mode 666)"),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
+    assert!(!env.socket.exists(), "nothing was started");
+    assert!(env.leftover_segments().is_empty());
+}
+
+#[test]
+fn a_worker_dir_writable_by_others_is_refused_with_exit_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new("planteddir");
+    env.use_fake_workers();
+    let dir = env.worker_dir.clone().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = env.write_config(&env.config());
+    let out = env.cli(&cfg, &["start"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{}: refusing worker directory", dir.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.socket.exists(), "socket removed");
+    assert!(env.leftover_segments().is_empty());
+    assert!(env.live_processes().is_empty(), "no worker was started");
+}
+
+#[test]
 fn a_missing_worker_binary_is_a_clear_error_and_leaves_nothing() {
     let env = TestEnv::new("nobinary");
     let mut c = env.config();

@@ -7,6 +7,7 @@
 
 mod chaos;
 mod cli;
+mod hardening;
 mod lifecycle;
 mod restarts;
 mod scripted;
