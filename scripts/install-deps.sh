@@ -10,6 +10,7 @@ packages=(
   clang           # the opencv crate generates its bindings with libclang
   libclang-dev
   chromium        # dashboard test in a real headless browser
+  nasm            # openh264 (stream worker H.264): without it the source build silently drops its assembly and encodes much slower
 )
 
 missing=()

@@ -181,6 +181,12 @@ pub struct StreamConfig {
     pub max_clients: u32,
     /// Non-empty: every endpoint but `/healthz` needs this token.
     pub auth_token: String,
+    /// Serve the H.264 live view (`/stream/h264`).
+    pub h264: bool,
+    /// H.264 bitrate for clients that do not ask (`?bitrate_kbps=`), 200..=20000.
+    pub h264_bitrate_kbps: u32,
+    /// Longest time between H.264 keyframes, in seconds.
+    pub h264_keyframe_sec: f64,
 }
 
 impl Default for StreamConfig {
@@ -192,6 +198,9 @@ impl Default for StreamConfig {
             max_fps: 30,
             max_clients: 64,
             auth_token: String::new(),
+            h264: true,
+            h264_bitrate_kbps: 2500,
+            h264_keyframe_sec: 2.0,
         }
     }
 }

@@ -28,6 +28,9 @@ fn empty_document_gives_spec_defaults() {
     assert_eq!(c.vision.detections_shm_name, "billiards_detections");
     assert_eq!(c.stream.listen, "127.0.0.1:8080");
     assert_eq!(c.stream.jpeg_quality, 85);
+    assert!(c.stream.h264);
+    assert_eq!(c.stream.h264_bitrate_kbps, 2500);
+    assert_eq!(c.stream.h264_keyframe_sec, 2.0);
     assert_eq!(c.stream.max_clients, 64);
     assert_eq!(c.supervisor.shutdown_timeout_sec, 10.0);
     assert_eq!(c.supervisor.restart_backoff_initial_ms, 100);
@@ -195,6 +198,11 @@ fn rules_on_vision_stream_supervisor_watchdog() {
         ("[stream]\nmax_fps = 0", "stream.max_fps = 0: must be between 1 and 60"),
         ("[stream]\nmax_clients = 0", "stream.max_clients = 0: must be between 1 and 10000"),
         ("[stream]\nauth_token = \"a b\"", "stream.auth_token"),
+        ("[stream]\nh264_bitrate_kbps = 199", "stream.h264_bitrate_kbps = 199: must be between 200 and 20000"),
+        ("[stream]\nh264_bitrate_kbps = 20001", "stream.h264_bitrate_kbps = 20001: must be between 200 and 20000"),
+        ("[stream]\nh264_keyframe_sec = 0.0", "stream.h264_keyframe_sec = 0: must be between 0.1 and 60"),
+        ("[stream]\nh264_keyframe_sec = nan", "stream.h264_keyframe_sec = NaN: must be between 0.1 and 60"),
+        ("[stream]\nh264_keyframe_sec = 61.0", "stream.h264_keyframe_sec = 61: must be between 0.1 and 60"),
         ("[supervisor]\nshutdown_timeout_sec = 0", "supervisor.shutdown_timeout_sec = 0: must be a number"),
         (
             &format!("[supervisor]\ncontrol_socket = \"/tmp/{}.sock\"", "s".repeat(100)),

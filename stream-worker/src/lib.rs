@@ -25,6 +25,7 @@ pub mod detections;
 pub mod encode;
 pub mod feed;
 pub mod frames;
+pub mod h264;
 pub mod hub;
 pub mod metrics;
 pub mod multipart;

@@ -36,7 +36,8 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
+    /// An empty histogram with these upper bounds (seconds).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -73,7 +74,8 @@ impl Histogram {
         }
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    /// Appends the histogram in the Prometheus text format.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -156,6 +158,8 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     /// Detection results read from the detections channel.
     pub detections_read: AtomicU64,
+    /// The H.264 live view (`/stream/h264`).
+    pub h264: crate::h264::H264Metrics,
     responses: Vec<AtomicU64>,
 }
 
@@ -186,6 +190,7 @@ impl Default for Metrics {
             send_latency_window: Mutex::new(LatencyWindow::new(512)),
             snapshots: AtomicU64::new(0),
             detections_read: AtomicU64::new(0),
+            h264: Default::default(),
             responses: (0..=CODES.len()).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -459,6 +464,7 @@ impl Metrics {
             p.threads as f64,
         );
 
+        self.h264.render(o);
         render_supervisor(o, extra.supervisor_status.as_ref());
         out
     }

@@ -18,6 +18,7 @@ use crate::auth;
 use crate::control;
 use crate::dashboard;
 use crate::detections::DetectionsHub;
+use crate::h264::{self, H264Hub, H264Settings};
 use crate::hub::{Hub, SnapshotError, VariantKey};
 use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
@@ -34,7 +35,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const METRICS_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The endpoints, for 404 messages.
-const ENDPOINTS: &str = "/, /stream/video, /snapshot.jpg, /api/detections, /api/status, /api/stream, /metrics, /healthz";
+const ENDPOINTS: &str = "/, /stream/video, /stream/h264, /snapshot.jpg, /api/detections, /api/status, /api/stream, /metrics, /healthz";
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub struct AppState {
     pub detections: Arc<DetectionsHub>,
     /// The server's shutdown, for stream bodies.
     pub shutdown: Shutdown,
+    /// The H.264 encoders (`/stream/h264`).
+    pub h264: Arc<H264Hub>,
     defaults: Defaults,
     control_socket: PathBuf,
     frame_timeout_ns: u64,
@@ -63,7 +66,18 @@ impl AppState {
         detections: Arc<DetectionsHub>,
         shutdown: Shutdown,
     ) -> AppState {
+        let h264 = H264Hub::new(
+            hub.frames(),
+            H264Settings {
+                keyframe_sec: config.stream.h264_keyframe_sec,
+                fps: config.video.fps,
+            },
+            metrics.clone(),
+            hub.pool(),
+            hub.done_sender(),
+        );
         AppState {
+            h264,
             defaults: Defaults {
                 // Validated by the config crate to 1..=100.
                 quality: config.stream.jpeg_quality.clamp(1, 100) as u8,
@@ -83,15 +97,16 @@ impl AppState {
 /// Answers one request.
 pub async fn handle(
     state: Arc<AppState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let resp = route(&state, &req).await;
+    let resp = route(&state, &mut req).await;
     state.metrics.count_response(resp.status().as_u16());
     Ok(resp)
 }
 
-async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path();
+async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let path = path.as_str();
     let query = Query::parse(req.uri().query());
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
@@ -126,6 +141,16 @@ async fn route(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body>
                 .unwrap_or_default();
             stream_video(state, &query, head, stall)
         }
+        "/stream/h264" => h264::ws::handle(
+            h264::ws::Endpoint {
+                config: &state.config,
+                metrics: &state.metrics,
+                hub: &state.h264,
+                shutdown: &state.shutdown,
+            },
+            req,
+            &query,
+        ),
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
         "/api/status" => api_status(state).await,

@@ -273,7 +273,10 @@ impl Listener {
                     req.extensions_mut().insert(clock.clone());
                     routes::handle(state.clone(), req)
                 });
-                let conn = builder.serve_connection(TokioIo::new(socket), service);
+                // Upgrades: /stream/h264 turns the connection into a WebSocket.
+                let conn = builder
+                    .serve_connection(TokioIo::new(socket), service)
+                    .with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     res = conn.as_mut() => {
