@@ -5,8 +5,9 @@
 //! into one fMP4 fragment and publishes it, reference-counted, in a latest-value channel.
 //! A bitrate nobody watches has no task and no encoder.
 //!
-//! Keyframes come at least every `stream.h264_keyframe_sec`, and when a client joins (at most
-//! one forced keyframe a second per bitrate, so a burst of joins costs one). Every fragment
+//! Keyframes come at least every `stream.h264_keyframe_sec`, and when a client joins or falls
+//! behind (at most one forced keyframe a second per bitrate, so a burst of joins costs one and
+//! a waiting client waits at most about a second, whatever `h264_keyframe_sec` is). Every fragment
 //! carries the init segment it belongs to, so a client that starts at a keyframe has all it
 //! needs, and a size change (new SPS) reaches everybody at the next keyframe.
 
@@ -57,6 +58,16 @@ pub struct Subscription {
     pub rx: FragmentRx,
     /// The bitrate.
     pub bitrate_kbps: u32,
+    want_keyframe: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    /// Asks the encoder for a keyframe (granted at most once a second per bitrate): for a
+    /// client that fell behind and waits for one.
+    pub fn request_keyframe(&self) {
+        // Release: pairs with the encoder's AcqRel swap; nothing else is published by it.
+        self.want_keyframe.store(true, Release);
+    }
 }
 
 /// How the encoders are set up (from `[stream]` and `[video]`).
@@ -128,12 +139,14 @@ impl H264Hub {
             debug!(bitrate_kbps, "h264 encoder started");
             v
         });
-        // Release: pairs with the encoder's AcqRel swap; nothing else is published by it.
-        variant.want_keyframe.store(true, Release);
-        Subscription {
+        let sub = Subscription {
             rx: variant.tx.subscribe(),
             bitrate_kbps,
-        }
+            want_keyframe: variant.want_keyframe.clone(),
+        };
+        // A joining client waits for a keyframe.
+        sub.request_keyframe();
+        sub
     }
 
     /// Number of bitrates being encoded.

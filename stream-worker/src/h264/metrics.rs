@@ -32,7 +32,7 @@ pub struct H264Metrics {
     pub encode_skipped: AtomicU64,
     /// Keyframes produced.
     pub keyframes: AtomicU64,
-    /// Keyframes forced because a client joined.
+    /// Keyframes forced because a client joined or fell behind.
     pub forced_keyframes: AtomicU64,
     /// Fragment bytes produced (once per bitrate, however many clients).
     pub bytes_encoded: AtomicU64,
@@ -127,7 +127,7 @@ impl H264Metrics {
         c(
             out,
             "billiards_stream_h264_forced_keyframes_total",
-            "H.264 keyframes forced because a client joined.",
+            "H.264 keyframes forced because a client joined or fell behind.",
             &self.forced_keyframes,
         );
         c(

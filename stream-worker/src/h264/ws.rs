@@ -4,8 +4,8 @@
 //! A client first gets the init segment, then fragments from the next keyframe on. It gets a
 //! fragment only when the previous one has been written to its socket; if fragments were
 //! published meanwhile, it has fallen behind and its decoder would miss a reference frame, so
-//! it waits for the next keyframe instead (and gets the init segment again if the stream's
-//! parameters changed). Nothing queues per client, and a stalled client holds only its own
+//! it waits for the next keyframe instead (asking for one, so it waits at most about a
+//! second) and gets the init segment again if the stream's parameters changed. Nothing queues per client, and a stalled client holds only its own
 //! task: the encoder never waits for anyone.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -213,7 +213,9 @@ pub struct Cursor {
 /// What to send for a fragment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Nothing: wait for a keyframe.
+    /// Nothing: the client was in step and missed a fragment; it needs a keyframe now.
+    FellBehind,
+    /// Nothing: still waiting for a keyframe.
     Skip,
     /// The fragment, preceded by the init segment when the client does not have it.
     Send {
@@ -228,8 +230,10 @@ impl Cursor {
         let in_step = self.last_seq.is_some_and(|s| f.seq == s + 1);
         if !in_step && !f.keyframe {
             // Joined mid-GOP, or missed a fragment: a decoder needs a keyframe now.
-            self.last_seq = None;
-            return Step::Skip;
+            return match self.last_seq.take() {
+                Some(_) => Step::FellBehind,
+                None => Step::Skip,
+            };
         }
         self.last_seq = Some(f.seq);
         let init = (self.init.as_ref() != Some(&f.init)).then(|| f.init.clone());
@@ -284,6 +288,11 @@ impl Client {
                 continue;
             };
             let init = match cursor.step(&frag) {
+                Step::FellBehind => {
+                    self.sub.request_keyframe();
+                    h.client_skipped.fetch_add(1, Relaxed);
+                    continue;
+                }
                 Step::Skip => {
                     h.client_skipped.fetch_add(1, Relaxed);
                     continue;
@@ -369,7 +378,7 @@ mod tests {
     fn a_client_that_falls_behind_skips_to_the_next_keyframe() {
         let mut c = Cursor::default();
         c.step(&frag(1, true, b"A"));
-        assert_eq!(c.step(&frag(3, false, b"A")), Step::Skip, "missed 2");
+        assert_eq!(c.step(&frag(3, false, b"A")), Step::FellBehind, "missed 2");
         assert_eq!(
             c.step(&frag(4, false, b"A")),
             Step::Skip,

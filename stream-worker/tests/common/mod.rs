@@ -85,6 +85,8 @@ pub struct Setup {
     pub attach_timeout_sec: f64,
     pub frame_timeout_sec: f64,
     pub listen: String,
+    /// More `[stream]` lines (e.g. `h264_keyframe_sec = 60.0`).
+    pub stream_extra: String,
 }
 
 impl Setup {
@@ -102,6 +104,7 @@ impl Setup {
             attach_timeout_sec: 5.0,
             frame_timeout_sec: 2.0,
             listen: "127.0.0.1:0".into(),
+            stream_extra: String::new(),
         }
     }
 
@@ -109,7 +112,7 @@ impl Setup {
         format!(
             "[video]\nshm_name = \"{}\"\nwidth = {}\nheight = {}\nattach_timeout_sec = {}\n\n\
              [vision]\nenabled = {}\ndetections_shm_name = \"{}\"\n\n\
-             [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\n\
+             [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n{}\n\
              [supervisor]\ncontrol_socket = \"{}\"\n\n\
              [watchdog]\nframe_timeout_sec = {}\n",
             self.shm_name,
@@ -122,6 +125,7 @@ impl Setup {
             self.max_clients,
             self.max_fps,
             self.auth_token,
+            self.stream_extra,
             self.control_socket.display(),
             self.frame_timeout_sec,
         )
