@@ -109,6 +109,26 @@ fn the_websocket_stream_decodes_with_ffmpeg_and_counts_as_a_client() {
     server.wait_metric("billiards_stream_h264_clients", 0.0);
     server.wait_metric("billiards_stream_clients", 0.0);
     server.wait_metric("billiards_stream_h264_encoders", 0.0);
+
+    // Stopping with a client connected: the client gets a close frame, the server exits 0.
+    let mut ws = connect(server.addr, "/stream/h264");
+    assert_eq!(box_type(&next_binary(&mut ws)), b"ftyp");
+    let mut server = server;
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("the server stops within 10 s with an H.264 client connected");
+    assert!(status.success(), "{status:?}");
+    let closed = loop {
+        match ws.read() {
+            Ok(Message::Close(c)) => break c.map(|c| c.code),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame before the connection ended: {e}"),
+        }
+    };
+    assert_eq!(
+        closed,
+        Some(tungstenite::protocol::frame::coding::CloseCode::Away)
+    );
 }
 
 #[test]

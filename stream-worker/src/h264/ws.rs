@@ -144,6 +144,9 @@ fn bitrate(query: &Query, default: u32) -> Result<u32, String> {
 /// The `Sec-WebSocket-Key` of a valid WebSocket upgrade request (RFC 6455 section 4.2.1).
 fn websocket_key(req: &Request<Incoming>) -> Result<String, &'static str> {
     const HINT: &str = "/stream/h264 is a WebSocket: connect with `new WebSocket(\"ws://HOST/stream/h264\")` (Upgrade: websocket, Sec-WebSocket-Version: 13)";
+    if req.method() != hyper::Method::GET {
+        return Err(HINT);
+    }
     let h = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         h.get_all(name).iter().any(|v| {
