@@ -203,3 +203,35 @@ fn h264_off_and_auth() {
     assert_eq!(off.status, 404);
     assert!(off.text().contains("stream.h264 = false"), "{}", off.text());
 }
+
+#[test]
+fn h264_clients_count_towards_max_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.max_clients = 1;
+    let seg = setup.frame_segment();
+    let _feed = seg.feed(30);
+    let server = Server::start(&setup, dir.path());
+    server.wait_health(200);
+    let mut ws = connect(server.addr, "/stream/h264");
+    assert_eq!(box_type(&next_binary(&mut ws)), b"ftyp");
+    let mjpeg = StreamClient::open(server.addr, "/stream/video");
+    assert_eq!(mjpeg.status, 503, "the H.264 client holds the only place");
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    match tungstenite::client::client(format!("ws://{}/stream/h264", server.addr), tcp) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            assert_eq!(resp.status(), 503)
+        }
+        other => panic!(
+            "a second H.264 client was not refused: {:?}",
+            other.map(|r| r.1)
+        ),
+    }
+    drop(ws);
+    server.wait_metric("billiards_stream_clients", 0.0);
+    assert_eq!(
+        StreamClient::open(server.addr, "/stream/video").status,
+        200,
+        "the place is free again"
+    );
+}
