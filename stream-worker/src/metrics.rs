@@ -36,8 +36,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// An empty histogram with these upper bounds (seconds).
-    pub fn new(bounds: &'static [f64]) -> Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -74,8 +73,7 @@ impl Histogram {
         }
     }
 
-    /// Appends the histogram in the Prometheus text format.
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+    fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0;

@@ -1,10 +1,59 @@
-//! The H.264 live view's figures for `/metrics`, kept in one struct so the main metrics only
-//! hold it and call [`H264Metrics::render`].
+//! The H.264 live view's figures for `/metrics`, kept in one struct (with its own small
+//! histogram type) so the main metrics only hold it and call [`H264Metrics::render`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::metrics::Histogram;
+/// A cumulative histogram with fixed buckets, in nanoseconds inside, seconds outside.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One per bound plus `+Inf`; not cumulative (summed when rendered).
+    counts: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation of `ns` nanoseconds.
+    pub fn observe_ns(&self, ns: u64) {
+        let secs = ns as f64 / 1e9;
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        // The count is the sum of the buckets read above, so the exposition stays consistent
+        // while other threads observe.
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
 
 /// Upper bounds (seconds) of the H.264 encode-time histogram.
 const ENCODE_BOUNDS: &[f64] = &[
@@ -164,5 +213,26 @@ impl H264Metrics {
             "billiards_stream_h264_send_latency_seconds",
             "Frame publish to its fragment written to a client's socket.",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_consistent_histograms() {
+        let m = H264Metrics::default();
+        m.clients.fetch_add(2, Relaxed);
+        m.encode_seconds.observe_ns(3_000_000);
+        m.encode_seconds.observe_ns(900_000_000);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("\nbilliards_stream_h264_clients 2\n"), "{out}");
+        assert!(out.contains("billiards_stream_h264_encode_seconds_bucket{le=\"0.004\"} 1\n"));
+        assert!(out.contains("billiards_stream_h264_encode_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(out.contains("billiards_stream_h264_encode_seconds_count 2\n"));
+        assert_eq!(m.encode_seconds.count(), 2);
+        assert!(out.contains("# TYPE billiards_stream_h264_send_latency_seconds histogram"));
     }
 }
