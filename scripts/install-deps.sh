@@ -12,6 +12,7 @@ packages=(
   chromium        # dashboard test in a real headless browser
   python3-venv    # .venv/ for the billiards_shm Python package (scripts/python-env.sh)
   python3-dev     # Python headers for building billiards_shm (PyO3)
+  nasm            # openh264 (stream worker H.264): without it the source build silently drops its assembly and encodes much slower
 )
 
 missing=()

@@ -339,6 +339,12 @@ pub struct StreamConfig {
     pub client_stall_sec: f64,
     /// Most connections open at once from one peer address; 0 = no limit.
     pub max_connections_per_ip: u32,
+    /// Serve the H.264 live view (`/stream/h264`).
+    pub h264: bool,
+    /// H.264 bitrate for clients that do not ask (`?bitrate_kbps=`), 200..=20000.
+    pub h264_bitrate_kbps: u32,
+    /// Longest time between H.264 keyframes, in seconds.
+    pub h264_keyframe_sec: f64,
 }
 
 impl Default for StreamConfig {
@@ -353,6 +359,9 @@ impl Default for StreamConfig {
             allowed_hosts: Vec::new(),
             client_stall_sec: 10.0,
             max_connections_per_ip: 0,
+            h264: true,
+            h264_bitrate_kbps: 2500,
+            h264_keyframe_sec: 2.0,
         }
     }
 }

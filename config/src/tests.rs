@@ -28,6 +28,9 @@ fn empty_document_gives_spec_defaults() {
     assert_eq!(c.vision.detections_shm_name, "billiards_detections");
     assert_eq!(c.stream.listen, "127.0.0.1:8080");
     assert_eq!(c.stream.jpeg_quality, 85);
+    assert!(c.stream.h264);
+    assert_eq!(c.stream.h264_bitrate_kbps, 2500);
+    assert_eq!(c.stream.h264_keyframe_sec, 2.0);
     assert_eq!(c.stream.max_clients, 64);
     assert_eq!(c.supervisor.shutdown_timeout_sec, 10.0);
     assert_eq!(c.supervisor.restart_backoff_initial_ms, 100);
@@ -200,6 +203,11 @@ fn rules_on_vision_stream_supervisor_watchdog() {
         ("[stream]\nallowed_hosts = [\"a b\"]", "stream.allowed_hosts = \"a b\": must be a host name"),
         ("[stream]\nclient_stall_sec = 0", "stream.client_stall_sec = 0: must be a number greater than 0"),
         ("[stream]\nmax_connections_per_ip = 100001", "stream.max_connections_per_ip = 100001: must be at most 100000"),
+        ("[stream]\nh264_bitrate_kbps = 199", "stream.h264_bitrate_kbps = 199: must be between 200 and 20000"),
+        ("[stream]\nh264_bitrate_kbps = 20001", "stream.h264_bitrate_kbps = 20001: must be between 200 and 20000"),
+        ("[stream]\nh264_keyframe_sec = 0.0", "stream.h264_keyframe_sec = 0: must be between 0.1 and 60"),
+        ("[stream]\nh264_keyframe_sec = nan", "stream.h264_keyframe_sec = NaN: must be between 0.1 and 60"),
+        ("[stream]\nh264_keyframe_sec = 61.0", "stream.h264_keyframe_sec = 61: must be between 0.1 and 60"),
         ("[supervisor]\nshutdown_timeout_sec = 0", "supervisor.shutdown_timeout_sec = 0: must be a number"),
         (
             &format!("[supervisor]\ncontrol_socket = \"/tmp/{}.sock\"", "s".repeat(100)),

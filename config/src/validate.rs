@@ -81,6 +81,18 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         (1..=10_000).contains(&st.max_clients),
         "must be between 1 and 10000",
     );
+    p.check(
+        "stream.h264_bitrate_kbps",
+        st.h264_bitrate_kbps,
+        (200..=20_000).contains(&st.h264_bitrate_kbps),
+        "must be between 200 and 20000",
+    );
+    p.check(
+        "stream.h264_keyframe_sec",
+        st.h264_keyframe_sec,
+        st.h264_keyframe_sec.is_finite() && (0.1..=60.0).contains(&st.h264_keyframe_sec),
+        "must be between 0.1 and 60",
+    );
     if st
         .auth_token
         .chars()

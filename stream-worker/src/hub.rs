@@ -73,7 +73,7 @@ pub struct Hub {
     variants: Mutex<HashMap<VariantKey, EncodedTx>>,
     /// Held by every encoder task, so shutdown can wait for them.
     done: mpsc::Sender<()>,
-    pool: EncoderPool,
+    pool: Arc<EncoderPool>,
 }
 
 impl Hub {
@@ -94,7 +94,7 @@ impl Hub {
             metrics,
             variants: Mutex::new(HashMap::new()),
             done,
-            pool,
+            pool: Arc::new(pool),
         })
     }
 
@@ -116,6 +116,21 @@ impl Hub {
             "variant started"
         );
         rx
+    }
+
+    /// The frames the encoders read (for the H.264 encoders, which share them).
+    pub fn frames(&self) -> FrameRx {
+        self.frames.clone()
+    }
+
+    /// The encoder pool (shared with the H.264 encoders).
+    pub fn pool(&self) -> Arc<EncoderPool> {
+        self.pool.clone()
+    }
+
+    /// A completion sender, so shutdown also waits for tasks started elsewhere.
+    pub fn done_sender(&self) -> mpsc::Sender<()> {
+        self.done.clone()
     }
 
     /// Number of variants being encoded.

@@ -5,8 +5,9 @@
 //! (a dedicated thread handing frames to the async side through a latest-value channel), JPEG
 //! encoding once per frame per watched (quality, overlay) variant shared by all of that
 //! variant's clients, per-client pacing that skips rather than queues, the detections overlay,
-//! auth, `/metrics`, `/api/status` (relayed from the supervisor's control socket) and the
-//! dashboard page.
+//! auth, `/metrics`, `/api/status` (relayed from the supervisor's control socket), the
+//! dashboard page, and the H.264 live view ([`h264`]: OpenH264 once per watched bitrate,
+//! fragmented MP4 over a WebSocket).
 //!
 //! It must not know how frames are captured or how detections are computed: it only reads the
 //! frame segment and the detections channel through `shm-core`, and the supervisor's status
@@ -26,6 +27,7 @@ pub mod detections;
 pub mod encode;
 pub mod feed;
 pub mod frames;
+pub mod h264;
 pub mod host;
 pub mod hub;
 pub mod metrics;

@@ -191,6 +191,8 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     /// Detection results read from the detections channel.
     pub detections_read: AtomicU64,
+    /// The H.264 live view (`/stream/h264`).
+    pub h264: crate::h264::H264Metrics,
     /// HTTP responses per code of [`CODES`], then `other`.
     responses: [AtomicU64; CODES.len() + 1],
 }
@@ -290,6 +292,7 @@ impl Metrics {
         for family in FAMILIES {
             family.render(&mut out, self, extra);
         }
+        self.h264.render(&mut out);
         out
     }
 }

@@ -19,6 +19,7 @@ use crate::control::{self, ControlError};
 use crate::dashboard;
 use crate::detections::DetectionsHub;
 use crate::host::HostPolicy;
+use crate::h264::{self, H264Hub, H264Settings};
 use crate::hub::{Hub, SnapshotError, VariantKey};
 use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
@@ -36,7 +37,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const METRICS_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The endpoints, for 404 messages.
-const ENDPOINTS: &str = "/, /stream/video, /snapshot.jpg, /api/detections, /api/status, /api/stream, /api/ws, /metrics, /healthz, /api/v1/stream/video, /api/v1/health";
+const ENDPOINTS: &str = "/, /stream/video, /stream/h264, /snapshot.jpg, /api/detections, /api/status, /api/stream, /api/ws, /metrics, /healthz, /api/v1/stream/video, /api/v1/health";
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -53,6 +54,8 @@ pub struct AppState {
     pub push: Arc<PushHub>,
     /// The server's shutdown, for stream bodies.
     pub shutdown: Shutdown,
+    /// The H.264 encoders (`/stream/h264`).
+    pub h264: Arc<H264Hub>,
     defaults: Defaults,
     token: auth::Token,
     hosts: HostPolicy,
@@ -70,7 +73,18 @@ impl AppState {
         push: Arc<PushHub>,
         shutdown: Shutdown,
     ) -> AppState {
+        let h264 = H264Hub::new(
+            hub.frames(),
+            H264Settings {
+                keyframe_sec: config.stream.h264_keyframe_sec,
+                fps: config.video.fps,
+            },
+            metrics.clone(),
+            hub.pool(),
+            hub.done_sender(),
+        );
         AppState {
+            h264,
             defaults: Defaults {
                 // Validated by the config crate to 1..=100.
                 quality: config.stream.jpeg_quality.clamp(1, 100) as u8,
@@ -137,6 +151,16 @@ async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<B
         "/" | "/index.html" => html(dashboard::PAGE),
         // The billiards-trainer web app's name for the same stream.
         "/stream/video" | "/api/v1/stream/video" => stream_video(state, &query, head),
+        "/stream/h264" => h264::ws::handle(
+            h264::ws::Endpoint {
+                config: &state.config,
+                metrics: &state.metrics,
+                hub: &state.h264,
+                shutdown: &state.shutdown,
+            },
+            req,
+            &query,
+        ),
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
         "/api/status" => api_status(state).await,

@@ -328,6 +328,7 @@ impl Listener {
                     req.extensions_mut().insert(lease.clone());
                     routes::handle(state.clone(), req)
                 });
+                // Upgrades: /api/ws and /stream/h264 turn the connection into a WebSocket.
                 let conn = builder.serve_connection(io, service).with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {

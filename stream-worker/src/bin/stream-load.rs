@@ -21,7 +21,14 @@
 //! stream-load --spawn --feed --cycles 1000
 //! stream-load --url http://127.0.0.1:8080 --pid 1234 --clients 10
 //! stream-load --url http://127.0.0.1:8080 --clients 64 --ws 64 --seconds 20
+//! stream-load --spawn --feed --h264 16 --seconds 20
+//! stream-load --h264-bench --width 1280 --height 720
 //! ```
+//!
+//! `--h264 N` opens N WebSocket clients of `/stream/h264` instead of MJPEG clients and
+//! reports their bitrate and frame rate, and the server's encode time and publish-to-send
+//! latency. `--h264-bench` encodes synthetic frames in this process (no server) and reports
+//! the conversion and encode time per frame, the bitrate and the PSNR.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
@@ -31,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use billiards_stream_worker::feed::Feed;
+use billiards_stream_worker::feed::{self, Feed};
 use billiards_stream_worker::multipart::{Parser as PartParser, BOUNDARY};
 use bytes::Bytes;
 use clap::Parser;
@@ -120,6 +127,20 @@ struct Args {
     /// Show the spawned server's log.
     #[arg(long)]
     verbose: bool,
+    /// H.264 mode: this many WebSocket clients of /stream/h264 instead of MJPEG clients.
+    #[arg(long, value_name = "N")]
+    h264: Option<usize>,
+    /// bitrate_kbps the H.264 clients ask for (default: the server's h264_bitrate_kbps),
+    /// and the bitrate of --h264-bench (default 2500).
+    #[arg(long)]
+    bitrate_kbps: Option<u32>,
+    /// Encode synthetic --width x --height frames in this process and report conversion and
+    /// encode time per frame, bitrate and PSNR (no server).
+    #[arg(long)]
+    h264_bench: bool,
+    /// Frames encoded by --h264-bench.
+    #[arg(long, default_value_t = 300)]
+    bench_frames: usize,
 }
 
 /// Where the server is.
@@ -149,6 +170,7 @@ struct ClientStats {
     parts: AtomicU64,
     parts_in_window: AtomicU64,
     bytes: AtomicU64,
+    bytes_in_window: AtomicU64,
     decoded_ok: AtomicU64,
     decode_failed: AtomicU64,
     errors: Mutex<Vec<String>>,
@@ -650,8 +672,14 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if args.h264_bench {
+        return tokio::task::block_in_place(|| h264_load::bench(&args));
+    }
     let groups = groups(&args)?;
-    let total_clients: usize = groups.iter().map(|g| g.0).sum::<usize>() + args.stall + args.ws;
+    let total_clients: usize = groups.iter().map(|g| g.0).sum::<usize>()
+        + args.stall
+        + args.ws
+        + args.h264.unwrap_or(0);
     let (_fixture, target, pid) = if args.spawn {
         let max = total_clients.max(args.cycle_concurrency) + 16;
         let (f, t, pid) = tokio::task::block_in_place(|| spawn(&args, max))?;
@@ -688,6 +716,9 @@ async fn run(args: Args) -> Result<()> {
     );
     if let Some(n) = args.cycles {
         return cycles(&args, &target, pid, n, expect).await;
+    }
+    if let Some(n) = args.h264 {
+        return h264_load::run(&args, &target, pid, n).await;
     }
 
     let measuring = Arc::new(AtomicBool::new(false));
@@ -979,4 +1010,333 @@ async fn cycles(
         bail!("clients or tasks left behind");
     }
     Ok(())
+}
+
+/// `--h264` and `--h264-bench`.
+mod h264_load {
+    use super::*;
+    use billiards_stream_worker::frames::RawFrame;
+    use billiards_stream_worker::h264::encoder::{EncoderSettings, H264Encoder};
+    use billiards_stream_worker::h264::yuv::I420;
+    use futures_util::StreamExt;
+    use openh264::formats::YUVSource;
+    use tokio_tungstenite::tungstenite::Message;
+
+    fn path(bitrate_kbps: Option<u32>) -> String {
+        match bitrate_kbps {
+            Some(b) => format!("/stream/h264?bitrate_kbps={b}"),
+            None => "/stream/h264".into(),
+        }
+    }
+
+    /// One WebSocket client: checks that the first message is the init segment and the
+    /// others are fragments, and counts them.
+    async fn client(
+        target: Target,
+        path: String,
+        stats: Arc<ClientStats>,
+        measuring: Arc<AtomicBool>,
+    ) -> Result<()> {
+        let stream = TcpStream::connect(&target.authority).await?;
+        stream.set_nodelay(true)?;
+        let url = format!("ws://{}{path}", target.authority);
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .with_context(|| format!("websocket handshake with {url}"))?;
+        stats.connected.store(true, Relaxed);
+        let mut first = true;
+        while let Some(msg) = ws.next().await {
+            let data = match msg? {
+                Message::Binary(b) => b,
+                Message::Close(c) => bail!("the server closed the stream: {c:?}"),
+                _ => continue,
+            };
+            let kind = data.get(4..8).unwrap_or_default();
+            if first {
+                if kind != b"ftyp" {
+                    bail!("the first message is not an init segment (box {kind:?})");
+                }
+                first = false;
+                continue;
+            }
+            match kind {
+                b"ftyp" => continue,
+                b"moof" => {}
+                _ => bail!("a message is neither an init segment nor a fragment (box {kind:?})"),
+            }
+            stats.parts.fetch_add(1, Relaxed);
+            stats.bytes.fetch_add(data.len() as u64, Relaxed);
+            if measuring.load(Relaxed) {
+                stats.parts_in_window.fetch_add(1, Relaxed);
+                stats.bytes_in_window.fetch_add(data.len() as u64, Relaxed);
+            }
+        }
+        bail!("the server ended the stream")
+    }
+
+    /// Cumulative histogram buckets `(upper bound, count)` of `name` in a /metrics text.
+    fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                let (le, v) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The bucket bound below which fraction `p` of the observations between two scrapes fell.
+    fn bucket_percentile(before: &[(f64, f64)], after: &[(f64, f64)], p: f64) -> f64 {
+        let diff: Vec<(f64, f64)> = after
+            .iter()
+            .map(|&(le, n)| {
+                let b = before.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1);
+                (le, n - b)
+            })
+            .collect();
+        let total = diff.last().map_or(0.0, |x| x.1);
+        diff.iter()
+            .find(|x| x.1 >= p * total && total > 0.0)
+            .map_or(f64::NAN, |x| x.0)
+    }
+
+    pub(super) async fn run(
+        args: &Args,
+        target: &Target,
+        pid: Option<u32>,
+        n: usize,
+    ) -> Result<()> {
+        let measuring = Arc::new(AtomicBool::new(false));
+        let mut all = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let stats = Arc::new(ClientStats::default());
+            all.push(stats.clone());
+            let (t, m) = (target.clone(), measuring.clone());
+            let p = path(args.bitrate_kbps);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = client(t, p, stats.clone(), m).await {
+                    if let Ok(mut v) = stats.errors.lock() {
+                        v.push(format!("{e:#}"));
+                    }
+                }
+            }));
+        }
+        let mut stalled = Vec::new();
+        for _ in 0..args.stall {
+            // A WebSocket handshake, then never a read.
+            let mut s = TcpStream::connect(&target.authority).await?;
+            let req = format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                path(args.bitrate_kbps),
+                target.authority
+            );
+            s.write_all(req.as_bytes()).await?;
+            stalled.push(s);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+        let m0 = get_text(target, "/metrics")
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default();
+        let before = pid.and_then(proc_sample);
+        let t0 = Instant::now();
+        measuring.store(true, Relaxed);
+        tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+        measuring.store(false, Relaxed);
+        let elapsed = t0.elapsed().as_secs_f64();
+        let after = pid.and_then(proc_sample);
+        let m1 = get_text(target, "/metrics")
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default();
+
+        let mut fps: Vec<f64> = all
+            .iter()
+            .map(|s| s.parts_in_window.load(Relaxed) as f64 / elapsed)
+            .collect();
+        fps.sort_by(|a, b| a.total_cmp(b));
+        let mut mbps: Vec<f64> = all
+            .iter()
+            .map(|s| s.bytes_in_window.load(Relaxed) as f64 * 8.0 / elapsed / 1e6)
+            .collect();
+        mbps.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "window {elapsed:.1} s after {:.1} s warm-up; {n} H.264 clients at bitrate_kbps={}",
+            args.warmup,
+            args.bitrate_kbps
+                .map_or("default".into(), |b| b.to_string())
+        );
+        println!(
+            "per-client fps min {:.1} median {:.1} max {:.1}; per-client bitrate min {:.2} median {:.2} max {:.2} Mbit/s",
+            fps.first().copied().unwrap_or(0.0),
+            percentile(&fps, 0.5),
+            fps.last().copied().unwrap_or(0.0),
+            mbps.first().copied().unwrap_or(0.0),
+            percentile(&mbps, 0.5),
+            mbps.last().copied().unwrap_or(0.0),
+        );
+        if let (Some(b), Some(a)) = (before, after) {
+            let cpu = (a.cpu_ticks - b.cpu_ticks) as f64 / clock_ticks() / elapsed * 100.0;
+            println!(
+                "server: CPU {cpu:.1}% of one core; RSS {:.1} MB; fds {} -> {}; threads {} -> {}",
+                a.rss_bytes as f64 / 1e6,
+                b.fds,
+                a.fds,
+                b.threads,
+                a.threads
+            );
+        }
+        let d = |k: &str| metric(&m1, k).unwrap_or(0.0) - metric(&m0, k).unwrap_or(0.0);
+        let enc_n = d("billiards_stream_h264_encode_seconds_count");
+        let lat = "billiards_stream_h264_send_latency_seconds";
+        let (lb, la) = (buckets(&m0, lat), buckets(&m1, lat));
+        println!(
+            "server (window): encodes {enc_n:.0}, encode mean {:.2} ms/frame, encoders {}, keyframes {:.0} (forced {:.0}), client skipped {:.0}; publish-to-send p50 <= {} ms, p99 <= {} ms (histogram buckets)",
+            d("billiards_stream_h264_encode_seconds_sum") / enc_n.max(1.0) * 1e3,
+            metric(&m1, "billiards_stream_h264_encoders").unwrap_or(-1.0),
+            d("billiards_stream_h264_keyframes_total"),
+            d("billiards_stream_h264_forced_keyframes_total"),
+            d("billiards_stream_h264_client_skipped_total"),
+            bucket_percentile(&lb, &la, 0.5) * 1e3,
+            bucket_percentile(&lb, &la, 0.99) * 1e3,
+        );
+        let mut errors = 0;
+        for (i, s) in all.iter().enumerate() {
+            if let Ok(e) = s.errors.lock() {
+                for msg in e.iter().take(3) {
+                    println!("client {i}: error: {msg}");
+                    errors += 1;
+                }
+            }
+        }
+        for t in &tasks {
+            t.abort();
+        }
+        drop(stalled);
+        if errors > 0 {
+            bail!("{errors} client errors");
+        }
+        Ok(())
+    }
+
+    fn plane_psnr(a: &[u8], a_stride: usize, b: &[u8], b_stride: usize, w: usize, h: usize) -> f64 {
+        let mut se = 0f64;
+        for y in 0..h {
+            for x in 0..w {
+                let d = f64::from(a[y * a_stride + x]) - f64::from(b[y * b_stride + x]);
+                se += d * d;
+            }
+        }
+        let mse = se / (w * h) as f64;
+        if mse == 0.0 {
+            99.0
+        } else {
+            10.0 * (255.0 * 255.0 / mse).log10()
+        }
+    }
+
+    /// CPU time of this thread, which a busy machine does not inflate the way it does wall time.
+    fn thread_cpu_s() -> f64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we pass and has no other effects.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
+
+    /// `--h264-bench`: conversion and encode time, bitrate and luma PSNR on the synthetic
+    /// table (the feed's frames), decoded again with OpenH264's decoder.
+    pub(super) fn bench(args: &Args) -> Result<()> {
+        let (w, h) = (args.width, args.height);
+        let bitrate = args.bitrate_kbps.unwrap_or(2500);
+        let fps = args.source_fps.max(1);
+        let distinct: Vec<Vec<u8>> = (0..30).map(|i| feed::render(w, h, i)).collect();
+        let mut enc = H264Encoder::new(EncoderSettings {
+            bitrate_kbps: bitrate,
+            fps: fps as f32,
+            keyframe_frames: 2 * fps,
+        })?;
+        let mut dec = openh264::decoder::Decoder::new()?;
+        let mut pic = I420::new();
+        let (mut convert_s, mut encode_s, mut bytes, mut psnr_sum, mut psnr_min) =
+            (0f64, 0f64, 0usize, 0f64, f64::INFINITY);
+        let (mut convert_cpu, mut encode_cpu) = (0f64, 0f64);
+        let n = args.bench_frames.max(1);
+        for i in 0..n {
+            let data = distinct[i % distinct.len()].clone();
+            let (t, c) = (Instant::now(), thread_cpu_s());
+            pic.convert_bgr(&data, w, h, w * 3)?;
+            convert_s += t.elapsed().as_secs_f64();
+            convert_cpu += thread_cpu_s() - c;
+            let frame = RawFrame {
+                frame_number: i as u64 + 1,
+                capture_ns: 0,
+                publish_ns: 0,
+                width: w,
+                height: h,
+                stride: w * 3,
+                data,
+            };
+            let (t, c) = (Instant::now(), thread_cpu_s());
+            // Includes a second conversion inside encode(); subtracted below.
+            let out = enc.encode(&frame, false)?.context("no picture")?;
+            encode_s += t.elapsed().as_secs_f64();
+            encode_cpu += thread_cpu_s() - c;
+            let (sps, pps) = out.parameter_sets.clone().unwrap_or_default();
+            let mut annexb = Vec::new();
+            for nal in [&sps, &pps] {
+                if !nal.is_empty() {
+                    annexb.extend_from_slice(&[0, 0, 0, 1]);
+                    annexb.extend_from_slice(nal);
+                }
+            }
+            let mut at = 0;
+            while at + 4 <= out.sample.len() {
+                let len = u32::from_be_bytes(out.sample[at..at + 4].try_into()?) as usize;
+                annexb.extend_from_slice(&[0, 0, 0, 1]);
+                annexb.extend_from_slice(&out.sample[at + 4..at + 4 + len]);
+                at += 4 + len;
+            }
+            bytes += out.sample.len();
+            if let Some(yuv) = dec.decode(&annexb)? {
+                let q = plane_psnr(
+                    yuv.y(),
+                    yuv.strides().0,
+                    pic.y(),
+                    w as usize,
+                    w as usize,
+                    h as usize,
+                );
+                psnr_sum += q;
+                psnr_min = psnr_min.min(q);
+            }
+        }
+        let nf = n as f64;
+        println!(
+            "h264 bench {w}x{h}, {n} frames at {bitrate} kbit/s, {fps} fps: BGR->I420 {:.2} ms/frame CPU ({:.2} wall); OpenH264 encode {:.2} ms/frame CPU ({:.2} wall); output {:.2} Mbit/s at {fps} fps; luma PSNR mean {:.1} dB, worst {:.1} dB; load average {}",
+            convert_cpu / nf * 1e3,
+            convert_s / nf * 1e3,
+            (encode_cpu - convert_cpu) / nf * 1e3,
+            (encode_s - convert_s) / nf * 1e3,
+            bytes as f64 * 8.0 / nf * f64::from(fps) / 1e6,
+            psnr_sum / nf,
+            psnr_min,
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        Ok(())
+    }
 }

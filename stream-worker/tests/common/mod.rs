@@ -90,6 +90,8 @@ pub struct Setup {
     pub max_connections_per_ip: u32,
     /// Extra environment of the server process (e.g. the head-deadline test hook).
     pub env: Vec<(String, String)>,
+    /// More `[stream]` lines (e.g. `h264_keyframe_sec = 60.0`).
+    pub stream_extra: String,
 }
 
 impl Setup {
@@ -111,6 +113,7 @@ impl Setup {
             client_stall_sec: 10.0,
             max_connections_per_ip: 0,
             env: Vec::new(),
+            stream_extra: String::new(),
         }
     }
 
@@ -119,7 +122,7 @@ impl Setup {
             "[video]\nshm_name = \"{}\"\nwidth = {}\nheight = {}\nattach_timeout_sec = {}\n\n\
              [vision]\nenabled = {}\ndetections_shm_name = \"{}\"\n\n\
              [stream]\nlisten = \"{}\"\nmax_clients = {}\nmax_fps = {}\nauth_token = \"{}\"\n\
-             allowed_hosts = {:?}\nclient_stall_sec = {:?}\nmax_connections_per_ip = {}\n\n\
+             allowed_hosts = {:?}\nclient_stall_sec = {:?}\nmax_connections_per_ip = {}\n{}\n\n\
              [supervisor]\ncontrol_socket = \"{}\"\n\n\
              [watchdog]\nframe_timeout_sec = {}\n",
             self.shm_name,
@@ -135,6 +138,7 @@ impl Setup {
             self.allowed_hosts,
             self.client_stall_sec,
             self.max_connections_per_ip,
+            self.stream_extra,
             self.control_socket.display(),
             self.frame_timeout_sec,
         )

@@ -1,0 +1,153 @@
+// H.264 live view player for the dashboard (not wired in yet: the dashboard is being rewritten).
+//
+// Plays GET /stream/h264 (a WebSocket carrying fragmented MP4: the init segment, then one
+// moof+mdat fragment per frame) in a <video> element through Media Source Extensions, kept at
+// the live edge: the buffer behind the playhead is trimmed, and when playback falls more than
+// MAX_LAG_S behind the newest frame (or the server skipped the client to a later keyframe,
+// leaving a gap) the playhead jumps to the newest frame.
+//
+//   if (H264Player.supported()) {
+//     const p = new H264Player(videoElement, { bitrateKbps: 2500, onState: s => ... });
+//     p.start();            // p.stop() to end
+//   }
+//
+// The token of the page URL (?token=...) is passed on, like the dashboard's other requests.
+(function () {
+  'use strict';
+
+  const CODEC = 'avc1.42E01F'; // constrained baseline, level 3.1
+  const MAX_LAG_S = 0.5;       // jump to the live edge beyond this
+  const KEEP_S = 3;            // buffer kept behind the playhead
+  const MAX_PENDING = 30;      // appends waiting (1 s at 30 fps): reconnect rather than lag
+  const RETRY_MS = 1000;
+
+  function boxType(u8) {
+    return String.fromCharCode(u8[4], u8[5], u8[6], u8[7]);
+  }
+
+  // avc1.PPCCLL from the avcC box of an init segment.
+  function codecOf(init) {
+    for (let i = 4; i + 8 < init.length; i++) {
+      if (init[i] === 0x61 && init[i + 1] === 0x76 && init[i + 2] === 0x63 && init[i + 3] === 0x43) {
+        const hex = b => b.toString(16).padStart(2, '0').toUpperCase();
+        return 'avc1.' + hex(init[i + 5]) + hex(init[i + 6]) + hex(init[i + 7]);
+      }
+    }
+    return CODEC;
+  }
+
+  class H264Player {
+    static supported(codec = CODEC) {
+      return !!window.MediaSource && MediaSource.isTypeSupported('video/mp4; codecs="' + codec + '"');
+    }
+
+    constructor(video, opts = {}) {
+      this.video = video;
+      this.bitrateKbps = opts.bitrateKbps;
+      this.baseUrl = opts.url; // default: this page's host
+      this.onState = opts.onState || (() => {});
+      this.stopped = true;
+    }
+
+    url() {
+      const q = new URLSearchParams();
+      if (this.bitrateKbps) q.set('bitrate_kbps', String(this.bitrateKbps));
+      const token = new URLSearchParams(location.search).get('token');
+      if (token) q.set('token', token);
+      const qs = q.toString();
+      if (this.baseUrl) return this.baseUrl + (qs ? (this.baseUrl.includes('?') ? '&' : '?') + qs : '');
+      return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/stream/h264' + (qs ? '?' + qs : '');
+    }
+
+    start() {
+      this.stopped = false;
+      this.video.muted = true;
+      this.video.playsInline = true;
+      this.open();
+    }
+
+    stop() {
+      this.stopped = true;
+      this.close();
+      this.onState('stopped');
+    }
+
+    close() {
+      if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
+      if (this.objectUrl) { URL.revokeObjectURL(this.objectUrl); this.objectUrl = null; }
+      this.ms = null;
+      this.sb = null;
+      this.pending = [];
+    }
+
+    reconnect(why) {
+      this.close();
+      if (this.stopped) return;
+      this.onState('reconnecting: ' + why);
+      setTimeout(() => { if (!this.stopped) this.open(); }, RETRY_MS);
+    }
+
+    open() {
+      this.pending = [];
+      const ms = new MediaSource();
+      this.ms = ms;
+      this.objectUrl = URL.createObjectURL(ms);
+      this.video.src = this.objectUrl;
+      ms.addEventListener('sourceopen', () => {
+        if (this.ms !== ms) return;
+        const ws = new WebSocket(this.url());
+        ws.binaryType = 'arraybuffer';
+        this.ws = ws;
+        ws.onopen = () => this.onState('connected');
+        ws.onmessage = ev => this.receive(new Uint8Array(ev.data));
+        ws.onclose = ev => this.reconnect('closed (' + ev.code + ')');
+      }, { once: true });
+    }
+
+    receive(u8) {
+      if (!this.ms || this.ms.readyState !== 'open') return;
+      if (!this.sb) {
+        if (boxType(u8) !== 'ftyp') return;
+        const type = 'video/mp4; codecs="' + codecOf(u8) + '"';
+        if (!MediaSource.isTypeSupported(type)) { this.stop(); this.onState('unsupported: ' + type); return; }
+        this.sb = this.ms.addSourceBuffer(type);
+        this.sb.mode = 'segments';
+        this.sb.addEventListener('updateend', () => this.pump());
+        this.sb.addEventListener('error', () => this.reconnect('source buffer error'));
+      }
+      this.pending.push(u8);
+      if (this.pending.length > MAX_PENDING) { this.reconnect('decoder behind'); return; }
+      this.pump();
+    }
+
+    pump() {
+      const sb = this.sb;
+      if (!sb || sb.updating) return;
+      this.keepLive();
+      if (sb.updating) return; // keepLive started a remove()
+      const next = this.pending.shift();
+      if (!next) return;
+      try {
+        sb.appendBuffer(next);
+      } catch (e) {
+        // QuotaExceededError and friends: start again at the live edge.
+        this.reconnect(String(e && e.name || e));
+      }
+    }
+
+    keepLive() {
+      const v = this.video, b = this.sb.buffered;
+      if (!b.length) return;
+      const end = b.end(b.length - 1), start = b.start(b.length - 1);
+      if (v.currentTime < start || end - v.currentTime > MAX_LAG_S) {
+        v.currentTime = Math.max(start, end - 0.05);
+      }
+      if (v.paused) v.play().catch(() => {});
+      if (b.start(0) < v.currentTime - KEEP_S - 1) {
+        this.sb.remove(0, v.currentTime - KEEP_S);
+      }
+    }
+  }
+
+  window.H264Player = H264Player;
+})();
