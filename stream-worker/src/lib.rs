@@ -28,6 +28,7 @@ pub mod frames;
 pub mod hub;
 pub mod metrics;
 pub mod multipart;
+pub mod nosignal;
 pub mod pool;
 pub mod query;
 pub mod routes;

@@ -20,6 +20,7 @@ use crate::detections::{self, DetectionsHub, DetectionsReader};
 use crate::frames::{FrameReader, StartError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::nosignal;
 use crate::pool::EncoderPool;
 use crate::routes::{self, AppState};
 use crate::shutdown::Shutdown;
@@ -156,14 +157,27 @@ pub async fn run(
     let (notify_shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let fresh_limit_ns = (config.watchdog.frame_timeout_sec * 1e9) as u64;
+    let (placeholder_tx, placeholder_rx) = watch::channel(None);
     let hub = Hub::new(
         frame_rx,
         det_hub.clone(),
         fresh_limit_ns,
+        placeholder_rx,
         metrics.clone(),
         done_tx.clone(),
         pool,
     );
+    let fresh_hub = hub.clone();
+    tokio::spawn(nosignal::run(
+        config.control_socket_path(),
+        config.video.width,
+        config.video.height,
+        // Validated by the config crate to 1..=100.
+        config.stream.jpeg_quality.clamp(1, 100) as u8,
+        move || fresh_hub.has_fresh_frame(),
+        placeholder_tx,
+        Shutdown::new(shutdown_rx.clone()),
+    ));
     let state = Arc::new(AppState::new(
         config.clone(),
         metrics.clone(),
