@@ -232,6 +232,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opencv::prelude::*;
 
     #[test]
     fn the_placeholder_has_the_configured_size() {
@@ -246,7 +247,6 @@ mod tests {
 
     #[test]
     fn the_placeholder_shows_text() {
-        use opencv::prelude::*;
         let jpeg = render(640, 360, "camera unavailable: /dev/video9", 90).unwrap();
         let mat = imgcodecs::imdecode(
             &Vector::<u8>::from_slice(&jpeg),
