@@ -8,5 +8,6 @@
 mod chaos;
 mod cli;
 mod lifecycle;
+mod nosignal;
 mod restarts;
 mod scripted;
