@@ -8,6 +8,11 @@
 //!
 //! When frames come faster than a variant can encode, the encoder takes the newest frame when
 //! it is free again (the others are counted as skipped): it never queues.
+//!
+//! While no fresh frame exists (none yet, or the newest is older than
+//! `watchdog.frame_timeout_sec`), each variant publishes the "no signal" placeholder
+//! (`nosignal`) once per [`nosignal::PERIOD`] instead, numbered 0; real frames replace it as
+//! soon as they return, on the same connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,6 +28,7 @@ use crate::encode::{self, OverlayInput};
 use crate::frames::{FrameRx, RawFrame};
 use crate::metrics::Metrics;
 use crate::multipart::{self, Part};
+use crate::nosignal::{self, Placeholder, PlaceholderRx};
 use crate::pool::EncoderPool;
 
 /// What a client asks to see.
@@ -45,6 +51,21 @@ pub struct Encoded {
     pub capture_ns: u64,
     /// Its publish time by the video worker (CLOCK_MONOTONIC ns).
     pub publish_ns: u64,
+    /// 0 for a frame; for the "no signal" placeholder (`frame_number` 0), a number that
+    /// grows with each sending, so clients tell successive placeholders apart.
+    pub placeholder_seq: u64,
+}
+
+impl Encoded {
+    /// What tells two parts apart: the frame, or the placeholder's sending.
+    pub fn key(&self) -> (u64, u64) {
+        (self.frame_number, self.placeholder_seq)
+    }
+
+    /// Whether this is the "no signal" placeholder.
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder_seq != 0
+    }
 }
 
 /// The latest encoded frame of one variant.
@@ -67,8 +88,10 @@ pub enum SnapshotError {
 pub struct Hub {
     frames: FrameRx,
     detections: Arc<DetectionsHub>,
-    /// Detections older than this (by capture time) are not drawn.
+    /// Detections older than this (by capture time) are not drawn, and a frame older than
+    /// this (since it was read) is not fresh: the placeholder is shown instead.
     fresh_limit_ns: u64,
+    placeholder: PlaceholderRx,
     metrics: Arc<Metrics>,
     variants: Mutex<HashMap<VariantKey, EncodedTx>>,
     /// Held by every encoder task, so shutdown can wait for them.
@@ -77,12 +100,14 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub encoding frames from `frames` on `pool`. `done` is a completion sender (see
-    /// `shutdown`).
+    /// A hub encoding frames from `frames` on `pool`, showing `placeholder` while no frame is
+    /// fresh. `done` is a completion sender (see `shutdown`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         frames: FrameRx,
         detections: Arc<DetectionsHub>,
         fresh_limit_ns: u64,
+        placeholder: PlaceholderRx,
         metrics: Arc<Metrics>,
         done: mpsc::Sender<()>,
         pool: EncoderPool,
@@ -91,6 +116,7 @@ impl Hub {
             frames,
             detections,
             fresh_limit_ns,
+            placeholder,
             metrics,
             variants: Mutex::new(HashMap::new()),
             done,
@@ -144,6 +170,26 @@ impl Hub {
         self.variants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a frame was read within the freshness limit (`watchdog.frame_timeout_sec`), the
+    /// same measure as `/healthz`.
+    pub fn has_fresh_frame(&self) -> bool {
+        let now = shm_core::monotonic_ns();
+        let limit = self.fresh_limit_ns as f64 / 1e9;
+        self.latest_frame().is_some()
+            && self
+                .metrics
+                .frame_age_secs(now)
+                .is_some_and(|age| age < limit)
+    }
+
+    /// The "no signal" placeholder, when no frame is fresh and one has been rendered.
+    pub fn no_signal(&self) -> Option<Arc<Placeholder>> {
+        if self.has_fresh_frame() {
+            return None;
+        }
+        self.placeholder.borrow().clone()
+    }
+
     /// The newest frame read, if any.
     pub fn latest_frame(&self) -> Option<Arc<RawFrame>> {
         self.frames.borrow().clone()
@@ -194,6 +240,7 @@ impl Hub {
                     frame_number: frame.frame_number,
                     capture_ns: frame.capture_ns,
                     publish_ns: frame.publish_ns,
+                    placeholder_seq: 0,
                 })
                 .map_err(|e| e.to_string());
             metrics.encodes.fetch_add(1, Relaxed);
@@ -221,6 +268,10 @@ async fn run_variant(hub: Arc<Hub>, key: VariantKey, tx: EncodedTx, _done: mpsc:
     let mut scratch = Vec::new();
     let mut last_encoded = 0u64;
     let mut errors = 0u64;
+    // The first tick is at once: a new variant during an outage shows the placeholder now.
+    let mut no_signal = tokio::time::interval(nosignal::PERIOD);
+    no_signal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut placeholder_seq = 0u64;
     loop {
         tokio::select! {
             biased;
@@ -239,6 +290,20 @@ async fn run_variant(hub: Arc<Hub>, key: VariantKey, tx: EncodedTx, _done: mpsc:
                     hub.lock().remove(&key);
                     break;
                 }
+            }
+            _ = no_signal.tick() => {
+                if let Some(p) = hub.no_signal() {
+                    placeholder_seq += 1;
+                    let now = shm_core::monotonic_ns();
+                    tx.send_replace(Some(Arc::new(Encoded {
+                        part: multipart::part(&p.jpeg, 0, now),
+                        frame_number: 0,
+                        capture_ns: now,
+                        publish_ns: now,
+                        placeholder_seq,
+                    })));
+                }
+                continue;
             }
         }
         let Some(frame) = frames.borrow_and_update().clone() else {
@@ -298,6 +363,7 @@ mod tests {
         tx: watch::Sender<Option<Arc<RawFrame>>>,
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
+        placeholder: watch::Sender<Option<Arc<Placeholder>>>,
         _done_rx: mpsc::Receiver<()>,
     }
 
@@ -305,10 +371,12 @@ mod tests {
         let (tx, rx) = watch::channel(None);
         let metrics = Arc::new(Metrics::default());
         let (done_tx, done_rx) = mpsc::channel(1);
+        let (placeholder, placeholder_rx) = watch::channel(None);
         let hub = Hub::new(
             rx,
             Arc::new(DetectionsHub::new(true, "d")),
             2_000_000_000,
+            placeholder_rx,
             metrics.clone(),
             done_tx,
             EncoderPool::new(2).unwrap(),
@@ -317,6 +385,7 @@ mod tests {
             tx,
             hub,
             metrics,
+            placeholder,
             _done_rx: done_rx,
         }
     }
@@ -359,6 +428,39 @@ mod tests {
         let snap = f.hub.snapshot(key).await.unwrap();
         assert_eq!(snap, ea.part.jpeg(), "snapshot reuses the variant's encode");
         assert_eq!(f.metrics.encodes.load(Relaxed), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_placeholder_is_sent_every_period_until_a_fresh_frame_comes() {
+        let f = fixture();
+        f.placeholder.send_replace(Some(Arc::new(Placeholder {
+            reason: "camera unavailable: /dev/video9".into(),
+            jpeg: Bytes::from_static(b"\xff\xd8placeholder\xff\xd9"),
+        })));
+        let key = VariantKey {
+            quality: 80,
+            overlay: false,
+        };
+        let mut rx = f.hub.subscribe(key);
+        let first = next(&mut rx).await;
+        let second = next(&mut rx).await;
+        for p in [&first, &second] {
+            assert!(p.is_placeholder());
+            assert_eq!(p.frame_number, 0);
+            assert_eq!(&p.part.jpeg()[..], b"\xff\xd8placeholder\xff\xd9");
+        }
+        assert_ne!(first.key(), second.key(), "each sending is a new part");
+        // A fresh frame (as the frame reader records it) replaces the placeholder.
+        f.metrics
+            .last_publish_ns
+            .store(shm_core::monotonic_ns(), Relaxed);
+        f.tx.send_replace(Some(frame(7)));
+        let mut got = next(&mut rx).await;
+        while got.is_placeholder() {
+            got = next(&mut rx).await;
+        }
+        assert_eq!(got.frame_number, 7);
+        assert!(f.hub.no_signal().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,7 @@ pub mod host;
 pub mod hub;
 pub mod metrics;
 pub mod multipart;
+pub mod nosignal;
 pub mod pool;
 pub mod push;
 pub mod query;

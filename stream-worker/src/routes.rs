@@ -260,6 +260,21 @@ async fn snapshot(state: &Arc<AppState>, query: &Query) -> Response<Body> {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    if let Some(p) = state.hub.no_signal() {
+        // No fresh frame: the placeholder says why (SPEC "No signal").
+        state.metrics.snapshots.fetch_add(1, Relaxed);
+        state
+            .metrics
+            .bytes_sent
+            .fetch_add(p.jpeg.len() as u64, Relaxed);
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "image/jpeg")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("X-No-Signal", "1")
+            .body(full(p.jpeg.clone()))
+            .unwrap_or_else(|_| internal());
+    }
     let key = VariantKey {
         quality: params.quality,
         overlay: params.overlay,
@@ -453,6 +468,8 @@ fn stream_stats(state: &Arc<AppState>) -> Value {
         "send_latency_p50_ms": p50 as f64 / 1e6,
         "send_latency_p99_ms": p99 as f64 / 1e6,
         "vision_enabled": state.config.vision.enabled,
+        // Why the stream shows the "no signal" placeholder; null while frames are fresh.
+        "no_signal": state.hub.no_signal().map(|p| p.reason.clone()),
     })
 }
 

@@ -21,6 +21,7 @@ use crate::detections::{self, DetectionsHub, DetectionsReader};
 use crate::frames::{FrameReader, StartError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::nosignal;
 use crate::pool::EncoderPool;
 use crate::push::{self, PushHub};
 use crate::routes::{self, AppState};
@@ -157,10 +158,12 @@ pub async fn run(
     let (notify_shutdown, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let fresh_limit_ns = (config.watchdog.frame_timeout_sec * 1e9) as u64;
+    let (placeholder_tx, placeholder_rx) = watch::channel(None);
     let hub = Hub::new(
         frame_rx,
         det_hub.clone(),
         fresh_limit_ns,
+        placeholder_rx,
         metrics.clone(),
         done_tx.clone(),
         pool,
@@ -174,6 +177,17 @@ pub async fn run(
     tokio::spawn(push::poll_status(
         push.clone(),
         config.control_socket_path(),
+        Shutdown::new(shutdown_rx.clone()),
+    ));
+    let fresh_hub = hub.clone();
+    tokio::spawn(nosignal::run(
+        config.control_socket_path(),
+        config.video.width,
+        config.video.height,
+        // Validated by the config crate to 1..=100.
+        config.stream.jpeg_quality.clamp(1, 100) as u8,
+        move || fresh_hub.has_fresh_frame(),
+        placeholder_tx,
         Shutdown::new(shutdown_rx.clone()),
     ));
     let state = Arc::new(AppState::new(

@@ -56,6 +56,8 @@ pub struct ClientStream {
     interval: Duration,
     next_due: Instant,
     last_sent: u64,
+    /// [`crate::hub::Encoded::key`] of the last part sent (placeholders are told apart by it).
+    last_key: (u64, u64),
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     _guard: ClientGuard,
@@ -75,6 +77,7 @@ impl ClientStream {
             interval: Duration::from_secs_f64(1.0 / f64::from(fps.max(1))),
             next_due: Instant::now(),
             last_sent: 0,
+            last_key: (0, 0),
             shutdown,
             metrics,
             _guard: guard,
@@ -96,7 +99,7 @@ impl ClientStream {
             }
             let current = self.rx.borrow_and_update().clone();
             match current {
-                Some(e) if e.frame_number != self.last_sent => break e,
+                Some(e) if e.key() != self.last_key => break e,
                 _ => {
                     // Nothing new (or an outage): wait without sending anything; the
                     // connection stays open and resumes with the next frame.
@@ -111,12 +114,15 @@ impl ClientStream {
                 }
             }
         };
-        if self.last_sent != 0 && encoded.frame_number > self.last_sent + 1 {
-            self.metrics
-                .client_skipped
-                .fetch_add(encoded.frame_number - self.last_sent - 1, Relaxed);
+        self.last_key = encoded.key();
+        if !encoded.is_placeholder() {
+            if self.last_sent != 0 && encoded.frame_number > self.last_sent + 1 {
+                self.metrics
+                    .client_skipped
+                    .fetch_add(encoded.frame_number - self.last_sent - 1, Relaxed);
+            }
+            self.last_sent = encoded.frame_number;
         }
-        self.last_sent = encoded.frame_number;
         let now = Instant::now();
         // On schedule: exactly `fps` on average. Behind (slow client, outage): send now and
         // allow at most one catch-up part, never a burst.
@@ -154,6 +160,7 @@ mod tests {
             frame_number: n,
             capture_ns: 0,
             publish_ns: shm_core::monotonic_ns(),
+            placeholder_seq: 0,
         }))
     }
 

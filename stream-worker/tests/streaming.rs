@@ -276,14 +276,32 @@ fn clients_stay_connected_across_a_video_worker_restart() {
     // noticed at once, not when frames return.
     drop(quitter);
     server.wait_metric("billiards_stream_clients", 1.0);
-    // Drain what was in flight, then: no parts, but no end of stream either.
-    while let Ok(Some(p)) = c.next_part(Duration::from_millis(300)) {
-        last = p.header("x-frame-number").unwrap().parse().unwrap();
+    // After what was in flight: the "no signal" placeholder (frame 0, the configured size)
+    // about once a second, and no end of stream.
+    let mut placeholders = 0;
+    while placeholders < 3 {
+        let p = c
+            .next_part(Duration::from_secs(10))
+            .unwrap()
+            .expect("the placeholder arrives during the outage");
+        let n: u64 = p.header("x-frame-number").unwrap().parse().unwrap();
+        if n == 0 {
+            placeholders += 1;
+            assert_eq!(
+                jpeg_size(&p.body),
+                (setup.width as i32, setup.height as i32)
+            );
+        } else {
+            assert_eq!(placeholders, 0, "frame {n} after the placeholder");
+            last = n;
+        }
     }
+    let snap = get(server.addr, "/snapshot.jpg");
+    assert_eq!(snap.status, 200);
+    assert_eq!(snap.header("x-no-signal"), Some("1"));
     assert_eq!(
-        c.next_part(Duration::from_secs(1)).unwrap().map(|_| ()),
-        None,
-        "no part during the outage"
+        jpeg_size(&snap.body),
+        (setup.width as i32, setup.height as i32)
     );
     let m = get(server.addr, "/metrics").text();
     assert_eq!(metric(&m, "billiards_stream_clients"), Some(1.0));
@@ -293,11 +311,16 @@ fn clients_stay_connected_across_a_video_worker_restart() {
     // A new writer opens the same segment (the restarted video worker): the stream resumes.
     let t = Instant::now();
     let _feed = seg.feed(30);
-    let p = c
-        .next_part(Duration::from_secs(10))
-        .unwrap()
-        .expect("stream resumed after the writer came back");
-    let n: u64 = p.header("x-frame-number").unwrap().parse().unwrap();
+    let n = loop {
+        let p = c
+            .next_part(Duration::from_secs(10))
+            .unwrap()
+            .expect("stream resumed after the writer came back");
+        let n: u64 = p.header("x-frame-number").unwrap().parse().unwrap();
+        if n != 0 {
+            break n;
+        }
+    };
     assert!(
         n > last,
         "frame {n} after {last}: numbering continues across writers"

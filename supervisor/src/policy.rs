@@ -89,6 +89,18 @@ impl RestartTracker {
         Decision::RestartAfter(delay)
     }
 
+    /// Records an exit because the video source (camera or file) is unavailable and says
+    /// what to do: try again after the largest delay, for as long as it takes.
+    ///
+    /// Such an exit is not counted towards `restart_max`: an unplugged camera is a state of
+    /// the world the operator fixes by plugging it in, not a crash loop, and frames must flow
+    /// again by themselves when it is back. Retrying at `max` keeps that cheap. Counted exits
+    /// and the backoff exponent are left as they were, so a real crash loop around it still
+    /// ends in `failed`.
+    pub fn on_source_unavailable(&mut self, policy: &RestartPolicy) -> Decision {
+        Decision::RestartAfter(policy.max)
+    }
+
     /// Forgets everything: after `restart WORKER` revives a failed worker.
     pub fn reset(&mut self) {
         self.crashes.clear();
@@ -219,6 +231,47 @@ mod tests {
         assert_eq!(
             t.on_exit(&p, t0 + Duration::from_secs(35), None),
             Decision::RestartAfter(Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn an_unavailable_source_is_retried_at_the_max_forever() {
+        let p = RestartPolicy {
+            restart_max: 2,
+            ..policy()
+        };
+        let mut t = RestartTracker::default();
+        for _ in 0..100 {
+            assert_eq!(
+                t.on_source_unavailable(&p),
+                Decision::RestartAfter(Duration::from_millis(1000))
+            );
+        }
+        assert_eq!(t.recent_exits(), 0);
+    }
+
+    #[test]
+    fn unavailable_exits_leave_crash_accounting_alone() {
+        let p = RestartPolicy {
+            restart_max: 2,
+            ..policy()
+        };
+        let mut t = RestartTracker::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            t.on_exit(&p, t0, None),
+            Decision::RestartAfter(Duration::from_millis(100))
+        );
+        t.on_source_unavailable(&p);
+        t.on_source_unavailable(&p);
+        // The backoff goes on from where the crashes left it, and crashes still fail.
+        assert_eq!(
+            t.on_exit(&p, t0 + Duration::from_secs(1), None),
+            Decision::RestartAfter(Duration::from_millis(200))
+        );
+        assert_eq!(
+            t.on_exit(&p, t0 + Duration::from_secs(2), None),
+            Decision::Fail { crashes: 3 }
         );
     }
 

@@ -113,8 +113,6 @@ pub struct Tree {
     detections: Option<Monitor>,
     exit_tx: mpsc::UnboundedSender<Exited>,
     next_spawn_id: u64,
-    /// The video worker has published since this supervisor started (readers may start).
-    readers_released: bool,
     phase: Phase,
     /// A second stop signal: SIGKILL instead of waiting.
     force: bool,
@@ -152,7 +150,6 @@ impl Tree {
             detections,
             exit_tx,
             next_spawn_id: 1,
-            readers_released: false,
             phase: Phase::Running,
             force: false,
             started: Instant::now(),
@@ -175,6 +172,10 @@ impl Tree {
         if self.worker(WorkerName::Video).enabled {
             self.spawn(WorkerName::Video, Instant::now());
         }
+        // The segments exist already (the caller created them): the readers start now, not
+        // after the first frame, so the dashboard answers (with "no signal") even while the
+        // camera is missing. Their heartbeats come from waiting, not from frames.
+        self.release_readers(Instant::now());
         loop {
             let now = Instant::now();
             self.service(now);
@@ -331,14 +332,13 @@ impl Tree {
                     at_unix_s: unix_now(),
                     detail: None,
                 });
-                self.after_crash(w, now, None, &reason);
+                self.after_crash(w, now, None, &reason, false);
             }
         }
     }
 
-    /// Starts the readers once the video worker has published (or lets them stop waiting).
+    /// Starts the readers (at start, once the segments exist).
     fn release_readers(&mut self, now: Instant) {
-        self.readers_released = true;
         for w in [WorkerName::Vision, WorkerName::Stream] {
             let s = self.worker(w);
             if s.enabled && s.proc.is_none() && s.spawns == 0 && self.phase == Phase::Running {
@@ -398,32 +398,45 @@ impl Tree {
             }
             Intent::Watchdog(_) => {
                 tracing::warn!("{w} worker (pid {pid}) ended after the watchdog fired: {reason}");
-                self.after_crash(w, now, ran_for, &reason);
+                self.after_crash(w, now, ran_for, &reason, false);
             }
             Intent::None | Intent::Stop => {
                 if classified.kind == ExitKind::Finished {
                     tracing::info!("{w} worker (pid {pid}) finished: {reason}; not restarting it");
                     self.worker_mut(w).state = WorkerState::Stopped;
-                    self.video_gone_before_ready(now);
                     return;
                 }
-                tracing::warn!("{w} worker (pid {pid}) exited unexpectedly: {reason}");
-                self.after_crash(w, now, ran_for, &reason);
+                let unavailable = classified.kind == ExitKind::SourceUnavailable;
+                if unavailable {
+                    tracing::warn!(
+                        "{w} worker (pid {pid}) exited: {reason}; waiting for the source to appear"
+                    );
+                } else {
+                    tracing::warn!("{w} worker (pid {pid}) exited unexpectedly: {reason}");
+                }
+                self.after_crash(w, now, ran_for, &reason, unavailable);
             }
         }
     }
 
-    /// Applies the restart policy after an unexpected end.
+    /// Applies the restart policy after an unexpected end. `source_unavailable`: the video
+    /// source is missing, which is retried at the largest delay and never counted.
     fn after_crash(
         &mut self,
         w: WorkerName,
         now: Instant,
         ran_for: Option<Duration>,
         reason: &str,
+        source_unavailable: bool,
     ) {
         let policy = self.policy;
         let s = self.worker_mut(w);
-        match s.tracker.on_exit(&policy, now, ran_for) {
+        let decision = if source_unavailable {
+            s.tracker.on_source_unavailable(&policy)
+        } else {
+            s.tracker.on_exit(&policy, now, ran_for)
+        };
+        match decision {
             Decision::RestartAfter(delay) => {
                 s.state = WorkerState::Backoff;
                 s.restart_at = Some(now + delay);
@@ -444,23 +457,6 @@ impl Tree {
                     policy.window.as_secs_f64(),
                     policy.restart_max
                 );
-                if w == WorkerName::Video {
-                    self.video_gone_before_ready(now);
-                }
-            }
-        }
-    }
-
-    /// The video worker will not publish soon (failed or finished): readers that never started
-    /// stop waiting for it.
-    fn video_gone_before_ready(&mut self, _now: Instant) {
-        if self.readers_released {
-            return;
-        }
-        for w in [WorkerName::Vision, WorkerName::Stream] {
-            let s = self.worker_mut(w);
-            if s.enabled && s.spawns == 0 && s.state == WorkerState::Starting {
-                s.state = WorkerState::Stopped;
             }
         }
     }
@@ -494,9 +490,6 @@ impl Tree {
                 s.state = WorkerState::Running;
                 let ms = now.duration_since(p.watch.started_at).as_millis();
                 tracing::info!("video worker (pid {pid}) is ready: frame {latest} published {ms} ms after start");
-                if !self.readers_released {
-                    self.release_readers(now);
-                }
             }
             Verdict::Fire(reason) => self.fire_watchdog(WorkerName::Video, reason, now),
         }
@@ -647,7 +640,6 @@ impl Tree {
             ));
         }
         tracing::info!("restart of the {w} worker requested");
-        let released = self.readers_released;
         let s = self.worker_mut(w);
         s.tracker.reset();
         s.restart_at = None;
@@ -656,9 +648,6 @@ impl Tree {
                 p.intent = Intent::Restart;
             }
             self.terminate(w, now);
-        } else if w.is_reader() && !released {
-            // Starts with the others once the video worker publishes.
-            s.state = WorkerState::Starting;
         } else {
             self.spawn(w, now);
         }

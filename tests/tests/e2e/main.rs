@@ -9,5 +9,6 @@ mod chaos;
 mod cli;
 mod hardening;
 mod lifecycle;
+mod nosignal;
 mod restarts;
 mod scripted;
