@@ -176,7 +176,10 @@ fn attach_timeout_names_segment() {
     assert!(start.elapsed() >= Duration::from_millis(300));
     let msg = e.to_string();
     assert!(msg.contains(t.loc.name()), "{msg}");
-    assert!(msg.contains("video worker not available"), "{msg}");
+    assert!(msg.contains("not found"), "{msg}");
+    for word in ["video", "supervisor", "worker", "camera"] {
+        assert!(!msg.contains(word), "shm-core knows no {word}: {msg}");
+    }
     assert!(msg.contains("after 0.3 s"), "{msg}");
 }
 
