@@ -255,8 +255,7 @@ async fn api_status(state: &Arc<AppState>) -> Response<Body> {
 async fn metrics_page(state: &Arc<AppState>) -> Response<Body> {
     let supervisor_status = control::status(&state.control_socket, METRICS_STATUS_TIMEOUT)
         .await
-        .ok()
-        .and_then(|s| serde_json::to_value(s).ok());
+        .ok();
     let extra = Extra {
         now_ns: shm_core::monotonic_ns(),
         supervisor_status,
