@@ -6,9 +6,10 @@
 //! the name: a socket or config file found then was left by a supervisor that died, and is
 //! replaced (and said so in the log).
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,8 +58,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InstanceError + '_ {
 fn check_private(dir: &Path) -> Result<(), InstanceError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = nix::unistd::getuid().as_raw();
     let unsafe_dir = |why: String| InstanceError::UnsafeDirectory {
         path: dir.to_path_buf(),
         why,
@@ -103,7 +103,7 @@ pub struct Instance {
     pid_file: PathBuf,
     config_file: PathBuf,
     /// Held for the supervisor's life; closing it releases the lock.
-    lock: Option<File>,
+    lock: Option<Flock<File>>,
 }
 
 impl Instance {
@@ -132,18 +132,16 @@ impl Instance {
                 .mode(0o600)
                 .open(&pid_file)
                 .map_err(io_err(&pid_file))?;
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => f,
+                Err((_, Errno::EWOULDBLOCK)) => {
                     return Err(InstanceError::AlreadyRunning {
                         pid: running_pid(socket, &pid_file),
                         socket: socket.to_path_buf(),
                     });
                 }
-                return Err(io_err(&pid_file)(e));
-            }
+                Err((_, e)) => return Err(io_err(&pid_file)(e.into())),
+            };
             // The previous owner may have removed the file between our open and our lock; a
             // lock on an unlinked file protects nothing, so open the path again.
             let same = match (f.metadata(), std::fs::metadata(&pid_file)) {

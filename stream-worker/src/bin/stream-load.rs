@@ -16,6 +16,10 @@
 //! stream-load --url http://127.0.0.1:8080 --pid 1234 --clients 10
 //! ```
 
+#![forbid(unsafe_code)]
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -182,8 +186,10 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let t = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     if t > 0 {
         t as f64
     } else {
@@ -202,8 +208,7 @@ struct Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with a valid pid and signal has no memory-safety preconditions.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
