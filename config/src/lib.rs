@@ -9,6 +9,8 @@
 //! Errors name the file, the key, the value and the rule, e.g.
 //! `billiards.toml: video.slots = 1: must be at least 2`.
 
+#![forbid(unsafe_code)]
+
 mod validate;
 
 pub mod trust;
@@ -585,8 +587,7 @@ impl Config {
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("billiards"),
-        // SAFETY: getuid has no preconditions and cannot fail.
-        _ => PathBuf::from(format!("/tmp/billiards-{}", unsafe { libc::getuid() })),
+        _ => PathBuf::from(format!("/tmp/billiards-{}", nix::unistd::getuid())),
     }
 }
 

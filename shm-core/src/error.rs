@@ -30,7 +30,7 @@ pub enum NameError {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The segment already exists and the mode was exclusive.
-    #[error("segment {name} already exists at {path}; another supervisor may be using it, or remove the stale one")]
+    #[error("segment {name} already exists at {path}; another process may be using it, or remove the stale one")]
     Exists {
         /// The segment name.
         name: String,
@@ -75,7 +75,7 @@ pub struct UnlinkError {
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// No segment appeared within the timeout.
-    #[error("video worker not available: segment {name} not found after {:.1} s; start the tree with `billiards-supervisor start`", .waited.as_secs_f64())]
+    #[error("segment {name} not found after {:.1} s", .waited.as_secs_f64())]
     NotFound {
         /// The segment name.
         name: String,
@@ -83,7 +83,7 @@ pub enum AttachError {
         waited: Duration,
     },
     /// The segment exists but is not a valid segment of this version.
-    #[error("segment {name} at {path} is invalid: {reason}; remove it (the supervisor recreates it on start)")]
+    #[error("segment {name} at {path} is invalid: {reason}; remove it so that its creator makes a new one")]
     Invalid {
         /// The segment name.
         name: String,
@@ -119,13 +119,13 @@ pub enum OpenError {
     #[error(transparent)]
     Attach(#[from] AttachError),
     /// The segment does not exist (or its creator has not finished initialising it).
-    #[error("segment {name} does not exist; the supervisor creates it before starting the video worker (run the worker without --supervised to have it create the segment itself)")]
+    #[error("segment {name} does not exist; create it before opening it as the writer")]
     Missing {
         /// The segment name.
         name: String,
     },
     /// The segment's geometry differs from the configured one.
-    #[error("segment {name} holds {found} but the configuration asks for {expected}; stop the supervisor so it recreates the segment")]
+    #[error("segment {name} holds {found} but the writer asks for {expected}; recreate the segment with the new geometry")]
     SpecMismatch {
         /// The segment name.
         name: String,
@@ -135,7 +135,9 @@ pub enum OpenError {
         expected: String,
     },
     /// Another live process is the writer.
-    #[error("segment {name} already has a live writer (pid {pid}); only one video worker may run per segment")]
+    #[error(
+        "segment {name} already has a live writer (pid {pid}); only one writer may run per segment"
+    )]
     WriterActive {
         /// The segment name.
         name: String,

@@ -349,11 +349,10 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
 }
 
 /// Where the detections channel lives for a configuration.
-pub fn location(config: &config::Config) -> Result<SegmentLocation, shm_core::NameError> {
-    SegmentLocation::new(
-        &config.vision.detections_shm_name,
-        config.shm_fallback_dir(),
-    )
+pub fn location(
+    config: &config::Config,
+) -> Result<SegmentLocation, billiards_supervised::SegmentNameError> {
+    Ok(billiards_supervised::detections_channel(config)?.location)
 }
 
 #[cfg(test)]

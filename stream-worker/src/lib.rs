@@ -17,6 +17,7 @@
 //! Binaries: `billiards-stream-worker` (the worker) and `stream-load` (load generator and
 //! measurements, see `src/bin/stream-load.rs`).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;

@@ -1,14 +1,16 @@
 //! `billiards-stream-worker`: parses the command line, loads the configuration and runs the
 //! server until SIGTERM/SIGINT (or, under the supervisor, until the supervisor is gone).
 
-use std::io::IsTerminal;
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use billiards_supervised::{fail, ParentWatch, PARENT_POLL};
 use clap::Parser;
-use config::exit_codes::{self, EXIT_REASON_TAG};
-use tracing::{error, info, info_span};
+use config::exit_codes;
+use tracing::{error, info};
 
 /// MJPEG stream, APIs and dashboard of the billiards pipeline.
 #[derive(Debug, Parser)]
@@ -24,18 +26,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // By default a failed log write is reported with eprintln!, which panics when stderr
-        // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let root = info_span!("worker", worker = "stream");
+    let root = billiards_supervised::init_logging("stream");
     let _entered = root.clone().entered();
 
     let loaded = match config::load(args.config.as_deref()) {
@@ -76,13 +67,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs the error and prints the `exit-reason:` line the supervisor keeps as `last_exit.reason`.
-fn fail(code: i32, reason: &str) -> ExitCode {
-    error!("{reason}");
-    eprintln!("{EXIT_REASON_TAG}{reason}");
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
 /// Completes on SIGTERM or SIGINT, or, when supervised, when the parent process is gone (the
 /// supervisor was killed: a worker must not outlive it by more than a second).
 async fn shutdown_signal(supervised: bool) {
@@ -101,17 +85,15 @@ async fn shutdown_signal(supervised: bool) {
             return;
         }
     };
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let parent = unsafe { libc::getppid() };
+    let watch = ParentWatch::new(supervised);
     let orphaned = async move {
-        if !supervised {
+        let Some(watch) = watch else {
             return std::future::pending::<()>().await;
-        }
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        };
+        let mut tick = tokio::time::interval(PARENT_POLL);
         loop {
             tick.tick().await;
-            // SAFETY: as above.
-            if unsafe { libc::getppid() } != parent {
+            if watch.gone() {
                 return;
             }
         }

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use serde_json::Value;
+use protocol::status::{Status, WorkerState, WorkerStatus};
 use shm_core::LatencyWindow;
 
 /// `Content-Type` of `/metrics`.
@@ -202,8 +202,8 @@ pub struct Metrics {
 pub struct Extra {
     /// CLOCK_MONOTONIC now.
     pub now_ns: u64,
-    /// The supervisor's status JSON, when it answered.
-    pub supervisor_status: Option<Value>,
+    /// The supervisor's status, when it answered.
+    pub supervisor_status: Option<Status>,
     /// Live tokio tasks.
     pub tasks: Option<usize>,
     /// This process's resources.
@@ -434,20 +434,16 @@ fn level(v: f64) -> Option<Num> {
 
 /// Worker entries of the supervisor's status, with their names reduced to label-safe
 /// characters; `None` when the supervisor did not answer.
-fn supervised_workers(extra: &Extra) -> Option<impl Iterator<Item = (String, &Value)>> {
-    let workers = extra
-        .supervisor_status
-        .as_ref()?
-        .get("workers")?
-        .as_array()?;
-    Some(workers.iter().filter_map(|w| {
-        let name = w.get("name")?.as_str()?;
+fn supervised_workers(extra: &Extra) -> Option<impl Iterator<Item = (String, &WorkerStatus)>> {
+    let workers = &extra.supervisor_status.as_ref()?.workers;
+    Some(workers.iter().map(|w| {
         // Worker names come from the supervisor; keep only label-safe characters.
-        let name: String = name
+        let name: String = w
+            .name
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .collect();
-        Some((name, w))
+        (name, w)
     }))
 }
 
@@ -620,8 +616,7 @@ static FAMILIES: &[Family] = &[
             Some(
                 workers
                     .map(|(name, w)| {
-                        let restarts = w.get("restarts").and_then(Value::as_u64).unwrap_or(0);
-                        (name, Num::Int(restarts))
+                        (name, Num::Int(u64::from(w.restarts)))
                     })
                     .collect(),
             )
@@ -636,7 +631,7 @@ static FAMILIES: &[Family] = &[
             Some(
                 workers
                     .map(|(name, w)| {
-                        let up = w.get("state").and_then(Value::as_str) == Some("running");
+                        let up = w.state == WorkerState::Running;
                         (name, Num::Int(u64::from(up)))
                     })
                     .collect(),
@@ -648,6 +643,43 @@ static FAMILIES: &[Family] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::status::{ShmStatus, SupervisorStatus, WorkerStats};
+
+    /// A status with these workers (name, state, restarts); the rest is filler.
+    fn status_of(workers: &[(&str, WorkerState, u32)]) -> Status {
+        Status {
+            supervisor: SupervisorStatus {
+                pid: 1,
+                uptime_s: 1.0,
+                config_path: "billiards.toml".into(),
+                control_socket: "/tmp/billiards.sock".into(),
+                shm: ShmStatus {
+                    name: "billiards_video".into(),
+                    path: "/dev/shm/billiards_video".into(),
+                    size_bytes: 0,
+                    slots: 3,
+                    width: 640,
+                    height: 480,
+                    readers: 0,
+                    frames_published: 0,
+                },
+            },
+            workers: workers
+                .iter()
+                .map(|&(name, state, restarts)| WorkerStatus {
+                    name: name.into(),
+                    state,
+                    pid: None,
+                    uptime_s: 0.0,
+                    restarts,
+                    last_exit: None,
+                    cpu_percent: 0.0,
+                    rss_bytes: 0,
+                    stats: WorkerStats::default(),
+                })
+                .collect(),
+        }
+    }
 
     /// Parses the exposition into (series, value) pairs, checking every line's shape.
     fn parse(text: &str) -> Vec<(String, f64)> {
@@ -741,11 +773,11 @@ mod tests {
 
     #[test]
     fn supervisor_restarts_per_worker_are_rendered() {
-        let status = serde_json::json!({"workers": [
-            {"name": "video", "state": "running", "restarts": 2},
-            {"name": "vision", "state": "backoff", "restarts": 5},
-            {"name": "stream\"}", "state": "running", "restarts": 0},
-        ]});
+        let status = status_of(&[
+            ("video", WorkerState::Running, 2),
+            ("vision", WorkerState::Backoff, 5),
+            ("stream\"}", WorkerState::Running, 0),
+        ]);
         let text = Metrics::default().render(&Extra {
             supervisor_status: Some(status),
             ..Extra::default()
@@ -815,10 +847,10 @@ mod tests {
         }
         let extra = Extra {
             now_ns: 9_250_000_000,
-            supervisor_status: Some(serde_json::json!({"workers": [
-                {"name": "video", "state": "running", "restarts": 2},
-                {"name": "vision", "state": "backoff", "restarts": 5},
-            ]})),
+            supervisor_status: Some(status_of(&[
+                ("video", WorkerState::Running, 2),
+                ("vision", WorkerState::Backoff, 5),
+            ])),
             tasks: Some(12),
             process: ProcessStats {
                 cpu_seconds: 1.25,

@@ -366,8 +366,7 @@ pub(crate) fn status_error(e: &ControlError) -> (StatusCode, &'static str) {
 async fn metrics_page(state: &Arc<AppState>) -> Response<Body> {
     let supervisor_status = control::status(&state.control_socket, METRICS_STATUS_TIMEOUT)
         .await
-        .ok()
-        .and_then(|s| serde_json::to_value(s).ok());
+        .ok();
     let extra = Extra {
         now_ns: shm_core::monotonic_ns(),
         supervisor_status,

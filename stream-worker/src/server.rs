@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use shm_core::{AttachError, SegmentLocation};
+use shm_core::AttachError;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -38,7 +38,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The frame segment did not appear in time (no video worker).
-    #[error("{0}")]
+    #[error("video worker not available: {0}; start the tree with `billiards-supervisor start`")]
     VideoNotAvailable(AttachError),
     /// The frame segment exists but is not a valid segment.
     #[error("{0}")]
@@ -48,7 +48,7 @@ pub enum RunError {
     Attach(AttachError),
     /// A configured segment name is unusable.
     #[error("invalid segment name: {0}")]
-    Name(#[from] shm_core::NameError),
+    Name(#[from] billiards_supervised::SegmentNameError),
     /// The listen address is unusable.
     #[error("cannot listen on {addr}: {cause}; choose another stream.listen or stop what uses it")]
     Bind {
@@ -103,7 +103,7 @@ pub async fn run(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
 
-    let loc = SegmentLocation::new(&config.video.shm_name, config.shm_fallback_dir())?;
+    let loc = billiards_supervised::frames_segment(&config)?.location;
     let timeout = Duration::from_secs_f64(config.video.attach_timeout_sec);
     let (frame_tx, frame_rx) = watch::channel(None);
     let m = metrics.clone();

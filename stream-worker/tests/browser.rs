@@ -10,6 +10,8 @@
 
 mod common;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,8 +76,8 @@ fn dashboard_works_in_headless_chromium() {
     // Kill the browser driver if the whole check takes unreasonably long.
     let watchdog = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(240));
-        // SAFETY: kill() with a pid we spawned; harmless if it already exited.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // Harmless if it already exited (ESRCH).
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     });
     let stderr = Arc::new(Mutex::new(String::new()));
     let stderr2 = stderr.clone();

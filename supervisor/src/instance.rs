@@ -11,7 +11,8 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
-use nix::fcntl::OFlag;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,8 +105,7 @@ fn check_private(dir: &Path) -> Result<File, InstanceError> {
             Some(libc::ELOOP) | Some(libc::ENOTDIR) => link(),
             _ => io_err(dir)(e),
         })?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = nix::unistd::geteuid().as_raw();
     // fstat of the open directory: what we checked is what we use.
     let meta = file.metadata().map_err(io_err(dir))?;
     if let Some(why) = dir_problem(meta.uid(), meta.mode(), me, true) {
@@ -181,7 +181,7 @@ pub struct Instance {
     /// descriptor.
     dir: File,
     /// Held for the supervisor's life; closing it releases the lock.
-    lock: Option<File>,
+    lock: Option<Flock<File>>,
 }
 
 impl Instance {
@@ -207,18 +207,16 @@ impl Instance {
             attempts += 1;
             let f = open_at(&dir, pid_name, OFlag::O_RDWR | OFlag::O_CREAT)
                 .map_err(|e| io_err(&pid_file)(e.into()))?;
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => f,
+                Err((_, Errno::EWOULDBLOCK)) => {
                     return Err(InstanceError::AlreadyRunning {
                         pid: running_pid(socket, &pid_file),
                         socket: socket.to_path_buf(),
                     });
                 }
-                return Err(io_err(&pid_file)(e));
-            }
+                Err((_, e)) => return Err(io_err(&pid_file)(e.into())),
+            };
             // The previous owner may have removed the file between our open and our lock; a
             // lock on an unlinked file protects nothing, so open the name again.
             let now = nix::sys::stat::fstatat(

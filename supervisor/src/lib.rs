@@ -116,24 +116,16 @@ impl Segments {
     /// Creates the frame segment (and the detections channel when vision is enabled), mode
     /// 0600. Holding the instance lock, anything already there was left by a tree that died.
     fn create(config: &Config) -> anyhow::Result<Segments> {
-        let dir = config.shm_fallback_dir();
-        let frames = SegmentLocation::new(&config.video.shm_name, dir.clone())
-            .with_context(|| format!("video.shm_name = {:?}", config.video.shm_name))?;
-        let v = &config.video;
-        create_fresh(&frames, &SegmentSpec::frames(v.width, v.height, v.slots))?;
+        let frames = billiards_supervised::frames_segment(config)?;
+        create_fresh(&frames.location, &frames.spec)?;
         let mut segments = Segments {
-            frames,
+            frames: frames.location,
             detections: None,
         };
         if config.vision.enabled {
-            let name = &config.vision.detections_shm_name;
-            let loc = SegmentLocation::new(name, dir)
-                .with_context(|| format!("vision.detections_shm_name = {name:?}"))?;
-            create_fresh(
-                &loc,
-                &SegmentSpec::bytes(DETECTIONS_CAPACITY, DETECTIONS_SLOTS),
-            )?;
-            segments.detections = Some(loc);
+            let det = billiards_supervised::detections_channel(config)?;
+            create_fresh(&det.location, &det.spec)?;
+            segments.detections = Some(det.location);
         }
         Ok(segments)
     }

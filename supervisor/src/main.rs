@@ -1,5 +1,7 @@
 //! `billiards-supervisor`: parses the command line, loads the config and calls the command.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -58,8 +58,7 @@ pub async fn serve(
     to_loop: mpsc::Sender<ControlMsg>,
     answered: mpsc::Sender<()>,
 ) {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     serve_for(
         listener,
         to_loop,
@@ -193,8 +192,7 @@ mod tests {
         let listener = bind(&path).unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         let (answered, _answers) = mpsc::channel(1);
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let me = unsafe { libc::getuid() };
+        let me = nix::unistd::getuid().as_raw();
         let owner = Owner {
             uid: me.wrapping_add(1),
             root_too: false,

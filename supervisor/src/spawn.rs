@@ -164,9 +164,9 @@ pub fn spawn_worker(
     for var in NOTIFY_ENV {
         cmd.env_remove(var);
     }
-    let parent = std::process::id() as libc::pid_t;
+    let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (prctl, getppid); it allocates nothing (the error is built from
+    // async-signal-safe calls (prctl, and getppid through nix, a plain syscall wrapper); it allocates nothing (the error is built from
     // a raw errno, which does not allocate).
     unsafe {
         cmd.pre_exec(move || {
@@ -182,7 +182,7 @@ pub fn spawn_worker(
             }
             // The supervisor may have died between fork and prctl; then no signal would ever
             // come, so check that our parent is still the one that forked us.
-            if libc::getppid() != parent {
+            if nix::unistd::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())

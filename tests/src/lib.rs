@@ -11,6 +11,8 @@
 //! `cargo build -p billiards-supervisor -p billiards-video-worker -p billiards-vision-worker
 //! -p billiards-stream-worker -p billiards-tests`.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::io::Read;
 use std::net::TcpListener;
@@ -123,9 +125,9 @@ pub fn pids_with_arg(needle: &str) -> Vec<u32> {
 
 /// Sends `sig` to `pid`.
 pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill takes plain integers; a vanished pid only yields ESRCH.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
+    // A vanished pid only yields ESRCH, which a test that signals a dying process ignores.
+    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
     }
 }
 

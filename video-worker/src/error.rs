@@ -30,7 +30,7 @@ pub enum WorkerError {
     Distortion(String),
     /// `video.shm_name` is not usable as a segment name.
     #[error("frame segment: {0}")]
-    Name(#[from] shm_core::NameError),
+    Name(#[from] billiards_supervised::SegmentNameError),
     /// A standalone worker could not create the frame segment.
     #[error("frame segment: {0}")]
     Create(#[from] shm_core::CreateError),

@@ -24,7 +24,6 @@ pub mod calibrate;
 pub mod calibration;
 mod error;
 mod pacing;
-pub mod signals;
 mod source;
 pub mod synthetic;
 mod worker;

@@ -2,13 +2,16 @@
 //! for what it does; this file parses arguments, sets up logging and maps errors to exit
 //! codes.
 
-use std::io::IsTerminal;
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use billiards_supervised::stop::{self, BlockedCalls};
+use billiards_supervised::{fail, wait_for_start};
 use billiards_video_worker::{
-    run, signals, Finish, RunOptions, DEFAULT_MAX_READ_FAILURES, MAX_READ_FAILURES_ENV,
+    run, Finish, RunOptions, DEFAULT_MAX_READ_FAILURES, MAX_READ_FAILURES_ENV,
 };
 use clap::Parser;
 use config::exit_codes;
@@ -102,27 +105,6 @@ fn calibrate(args: CalibrateArgs) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // By default a failed log write is reported with eprintln!, which panics when stderr
-        // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-/// Prints the failure the way the supervisor reads it and returns the exit code.
-fn fail(code: i32, reason: &str) -> ExitCode {
-    let one_line = reason.replace('\n', "; ");
-    error!("{one_line}");
-    eprintln!("{}{one_line}", exit_codes::EXIT_REASON_TAG);
-    ExitCode::from(code as u8)
-}
-
 fn max_read_failures(flag: Option<u32>) -> anyhow::Result<u32> {
     if let Some(n) = flag {
         return Ok(n.max(1));
@@ -137,42 +119,9 @@ fn max_read_failures(flag: Option<u32>) -> anyhow::Result<u32> {
     }
 }
 
-/// Honours the supervisor's start time (see `config::START_AT_ENV`); false when a stop signal
-/// came first. An unusable or far-off value is ignored with a warning rather than obeyed.
-fn wait_for_start(stop: &std::sync::atomic::AtomicBool) -> bool {
-    use std::sync::atomic::Ordering::Relaxed;
-    let Some(raw) = std::env::var_os(config::START_AT_ENV) else {
-        return true;
-    };
-    let Some(at) = raw.to_str().and_then(|v| v.parse::<u64>().ok()) else {
-        tracing::warn!(
-            "ignoring {}={raw:?}: not a whole number",
-            config::START_AT_ENV
-        );
-        return true;
-    };
-    let wait = at.saturating_sub(shm_core::monotonic_ns());
-    if wait > 60_000_000_000 {
-        tracing::warn!(
-            "ignoring {}: {wait} ns away, more than a minute",
-            config::START_AT_ENV
-        );
-        return true;
-    }
-    while !stop.load(Relaxed) {
-        let left = at.saturating_sub(shm_core::monotonic_ns());
-        if left == 0 {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_nanos(left.min(20_000_000)));
-    }
-    false
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
-    let span = tracing::info_span!("worker", worker = "video");
+    let span = billiards_supervised::init_logging("video");
     let _span = span.enter();
     if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
         // Our own messages say what failed; OpenCV's warnings would only repeat it.
@@ -182,14 +131,11 @@ fn main() -> ExitCode {
         return calibrate(c);
     }
 
-    let stop = match signals::install() {
+    // No SA_RESTART: a capture call blocked in a system call (a camera's `select`) returns
+    // with EINTR, so the loop notices the stop sooner.
+    let stop = match stop::install(BlockedCalls::Interrupt) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                exit_codes::FAILURE,
-                &format!("cannot install signal handlers: {e}"),
-            )
-        }
+        Err(e) => return fail(exit_codes::FAILURE, &e.to_string()),
     };
     let loaded = match config::load(args.config.as_deref()) {
         Ok(l) => l,

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use billiards_supervised::{frames_segment, ParentWatch, Segment, PARENT_POLL};
 use config::Config;
 use nix::sys::signal::{SigSet, Signal};
-use shm_core::{CreateMode, Monitor, PublishMeta, SegmentLocation, SegmentSpec, Writer};
+use shm_core::{CreateMode, Monitor, PublishMeta, SegmentLocation, Writer};
 use tracing::{debug, info, warn};
 
 use crate::source::{self, FrameSource, Next};
@@ -104,7 +105,7 @@ fn spawn_stop_guard(
     shared: Arc<Shared>,
     loc: SegmentLocation,
     standalone: bool,
-    parent: Option<nix::unistd::Pid>,
+    parent: Option<ParentWatch>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("stop-guard".into())
@@ -121,10 +122,10 @@ fn spawn_stop_guard(
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Some(ppid) = parent {
-                    if nix::unistd::getppid() != ppid {
+                if let Some(watch) = parent {
+                    if watch.gone() {
                         warn!(
-                            supervisor_pid = ppid.as_raw(),
+                            supervisor_pid = watch.parent_pid(),
                             "the supervisor is gone; stopping"
                         );
                         shared.parent_gone.store(true, Ordering::SeqCst);
@@ -132,7 +133,7 @@ fn spawn_stop_guard(
                         break;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(PARENT_POLL);
             }
             let deadline = Instant::now() + STOP_GRACE;
             while Instant::now() < deadline {
@@ -167,7 +168,7 @@ fn spawn_stop_guard(
 }
 
 /// Captures and publishes until stopped. `stop` is set by the signal handlers (see
-/// [`crate::signals::install`]); it is polled between frames and while pacing, so a stop
+/// [`billiards_supervised::stop::install`]); it is polled between frames and while pacing, so a stop
 /// takes effect within a frame period (at most ~1 s even if a capture call blocks).
 pub fn run(
     config: &Config,
@@ -175,8 +176,10 @@ pub fn run(
     stop: &'static AtomicBool,
 ) -> Result<Finish, WorkerError> {
     let v = &config.video;
-    let loc = SegmentLocation::new(&v.shm_name, config.shm_fallback_dir())?;
-    let spec = SegmentSpec::frames(v.width, v.height, v.slots);
+    let Segment {
+        location: loc,
+        spec,
+    } = frames_segment(config)?;
     let standalone = !opts.supervised;
     let shared = Arc::new(Shared {
         done: AtomicBool::new(false),
@@ -187,7 +190,7 @@ pub fn run(
         publishing: Mutex::new(()),
     });
     let _done = DoneOnDrop(shared.clone());
-    let parent = opts.supervised.then(nix::unistd::getppid);
+    let parent = ParentWatch::new(opts.supervised);
     spawn_stop_guard(stop, shared.clone(), loc.clone(), standalone, parent);
     info!(
         source = %v.source.kind,
@@ -316,7 +319,7 @@ impl LoopStats {
             }
         };
         let how = match result {
-            Ok(Finish::Stopped) => crate::signals::received()
+            Ok(Finish::Stopped) => billiards_supervised::stop::received()
                 .map_or("stop requested".to_string(), |s| format!("{s} received")),
             Ok(Finish::EndOfFile) => "end of the video file".into(),
             Ok(Finish::SupervisorGone) => "supervisor gone".into(),

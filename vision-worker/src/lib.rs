@@ -15,6 +15,5 @@ pub mod detect;
 pub mod eval;
 pub mod model;
 pub mod scene;
-pub mod signals;
 pub mod track;
 pub mod worker;

@@ -12,15 +12,17 @@
 //!
 //! A failure exit first prints one stderr line `exit-reason: <why>`.
 
-use std::io::IsTerminal;
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use billiards_vision_worker::signals;
+use billiards_supervised::fail;
+use billiards_supervised::stop::{self, BlockedCalls};
 use billiards_vision_worker::worker::{run, RunOptions};
 use clap::Parser;
 use config::exit_codes;
-use tracing::{error, info};
+use tracing::info;
 
 /// Detects the table and the balls in the frames of the frame segment and publishes them on
 /// the detections channel.
@@ -35,43 +37,17 @@ struct Args {
     supervised: bool,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // By default a failed log write is reported with eprintln!, which panics when stderr
-        // is a closed pipe (`... 2>&1 | head`): a lost log line must not end the process.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
-/// Prints the failure the way the supervisor reads it and returns the exit code.
-fn fail(code: i32, reason: &str) -> ExitCode {
-    let one_line = reason.replace('\n', "; ");
-    error!("{one_line}");
-    eprintln!("{}{one_line}", exit_codes::EXIT_REASON_TAG);
-    ExitCode::from(code as u8)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
-    let span = tracing::info_span!("worker", worker = "vision");
+    let span = billiards_supervised::init_logging("vision");
     let _span = span.enter();
     if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
         let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_ERROR);
     }
-    let stop = match signals::install() {
+    // SA_RESTART: the loop's waits are timed (at most 100 ms), so it sees the flag soon anyway.
+    let stop = match stop::install(BlockedCalls::Restart) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                exit_codes::FAILURE,
-                &format!("cannot install signal handlers: {e}"),
-            )
-        }
+        Err(e) => return fail(exit_codes::FAILURE, &e.to_string()),
     };
     let loaded = match config::load(args.config.as_deref()) {
         Ok(l) => l,

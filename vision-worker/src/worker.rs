@@ -18,12 +18,13 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use billiards_supervised::{detections_channel, frames_segment, ParentWatch, Segment};
 use config::{exit_codes, Config};
 use opencv::core::{Mat, CV_8UC3};
 use opencv::prelude::*;
 use shm_core::{
     AttachError, AttachOptions, CreateMode, FrameView, Monitor, PixelFormat, PublishMeta, Reader,
-    SegmentLocation, SegmentSpec, Writer, ZeroCopy,
+    SegmentLocation, Writer, ZeroCopy,
 };
 use tracing::{debug, info, warn};
 
@@ -40,17 +41,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// Period of the statistics log line.
 const STATS_EVERY: Duration = Duration::from_secs(10);
 
-/// The geometry of the detections channel.
-pub fn detections_spec() -> SegmentSpec {
-    SegmentSpec::bytes(DETECTIONS_CAPACITY, DETECTIONS_SLOTS)
-}
-
 /// A failure that ends the worker.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// The frame segment never appeared: the video worker is not running. Exit code
     /// [`exit_codes::VIDEO_NOT_AVAILABLE`].
-    #[error("{0}")]
+    #[error("video worker not available: {0}; start the tree with `billiards-supervisor start`")]
     VideoNotAvailable(AttachError),
     /// The frame segment cannot be used (invalid, reader table full, I/O error).
     #[error("frame segment: {0}")]
@@ -59,15 +55,8 @@ pub enum WorkerError {
     #[error("frame segment: {0}")]
     Read(#[from] shm_core::ReadError),
     /// A segment name from the configuration is not usable.
-    #[error("{key} = {name:?}: {source}")]
-    Name {
-        /// The configuration key.
-        key: &'static str,
-        /// Its value.
-        name: String,
-        /// What is wrong.
-        source: shm_core::NameError,
-    },
+    #[error(transparent)]
+    Name(#[from] billiards_supervised::SegmentNameError),
     /// A standalone worker could not create the detections channel.
     #[error("detections channel: {0}")]
     Create(#[from] shm_core::CreateError),
@@ -274,21 +263,11 @@ pub fn run(
     if let Err(e) = opencv::core::set_num_threads(1) {
         debug!("cannot limit OpenCV to one thread: {e}");
     }
-    let dir = config.shm_fallback_dir();
-    let frames_loc =
-        SegmentLocation::new(&config.video.shm_name, dir.clone()).map_err(|source| {
-            WorkerError::Name {
-                key: "video.shm_name",
-                name: config.video.shm_name.clone(),
-                source,
-            }
-        })?;
-    let det_name = &config.vision.detections_shm_name;
-    let det_loc = SegmentLocation::new(det_name, dir).map_err(|source| WorkerError::Name {
-        key: "vision.detections_shm_name",
-        name: det_name.clone(),
-        source,
-    })?;
+    let frames_loc = frames_segment(config)?.location;
+    let Segment {
+        location: det_loc,
+        spec,
+    } = detections_channel(config)?;
     let timeout = Duration::from_secs_f64(config.video.attach_timeout_sec.max(0.0));
     info!(
         segment = frames_loc.name(),
@@ -308,7 +287,6 @@ pub fn run(
         "attached to the frame segment"
     );
 
-    let spec = detections_spec();
     let _created = if opts.supervised {
         None
     } else {
@@ -345,12 +323,13 @@ pub fn run(
 
     // Under the supervisor, its death ends us too (it also asks the kernel to kill us; this
     // covers a supervisor started without that).
-    let parent = opts.supervised.then(nix::unistd::getppid);
+    // The loop comes round at least every POLL (100 ms), which is billiards_supervised::PARENT_POLL.
+    let parent = ParentWatch::new(opts.supervised);
     while !stop.load(Ordering::SeqCst) {
-        if let Some(ppid) = parent {
-            if nix::unistd::getppid() != ppid {
+        if let Some(watch) = parent {
+            if watch.gone() {
                 warn!(
-                    supervisor_pid = ppid.as_raw(),
+                    supervisor_pid = watch.parent_pid(),
                     "the supervisor is gone; stopping"
                 );
                 break;

@@ -4,6 +4,8 @@
 //! Every child is killed and reaped, and every segment unlinked, even when a test fails
 //! (guards with `Drop`); names are unique per process and test.
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use billiards_vision_worker::model::DetectionsJson;
-use billiards_vision_worker::worker::{detections_spec, READER_NAME};
+use billiards_vision_worker::worker::READER_NAME;
 use shm_core::{
     AttachOptions, CreateMode, Monitor, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer,
 };
@@ -77,8 +79,7 @@ impl ChildGuard {
 
     fn terminate(&mut self) {
         if let Some(c) = &self.0 {
-            // SAFETY: kill(2) with a pid we own (our unreaped child) has no memory effects.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         }
     }
 }
@@ -385,8 +386,14 @@ fn supervised_worker_uses_and_keeps_the_existing_channel() {
         CreateMode::Exclusive,
     )
     .expect("create frames");
-    shm_core::create(&s.detections, &detections_spec(), CreateMode::Exclusive)
-        .expect("create detections");
+    shm_core::create(
+        &s.detections,
+        &billiards_supervised::detections_channel(&config::Config::default())
+            .expect("default names")
+            .spec,
+        CreateMode::Exclusive,
+    )
+    .expect("create detections");
     let feeder = Feeder::start(&s.frames, 3);
     let mut det = attach_detections(&s.detections);
     let mut child = spawn_worker(&s.config, true);

@@ -30,6 +30,10 @@
 //! latency. `--h264-bench` encodes synthetic frames in this process (no server) and reports
 //! the conversion and encode time per frame, the bitrate and the PSNR.
 
+#![forbid(unsafe_code)]
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -347,8 +351,10 @@ fn proc_sample(pid: u32) -> Option<ProcSample> {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let t = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     if t > 0 {
         t as f64
     } else {
@@ -367,8 +373,7 @@ struct Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill with a valid pid and signal has no memory-safety preconditions.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -1244,13 +1249,10 @@ mod h264_load {
 
     /// CPU time of this thread, which a busy machine does not inflate the way it does wall time.
     fn thread_cpu_s() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we pass and has no other effects.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+        use nix::time::{clock_gettime, ClockId};
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(|ts| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9)
+            .unwrap_or(0.0)
     }
 
     /// `--h264-bench`: conversion and encode time, bitrate and luma PSNR on the synthetic

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixListener;
@@ -223,8 +225,7 @@ impl Server {
     /// Sends SIGTERM and waits for the exit (at most `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        // SAFETY: kill() with a pid we own and a valid signal.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {

@@ -18,13 +18,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use billiards_supervised::stop::BlockedCalls;
+use nix::sys::signal::{signal, SigHandler, Signal};
 use shm_core::{AttachOptions, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer};
 
-static TERM: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_term(_: libc::c_int) {
-    TERM.store(true, Ordering::SeqCst);
-}
+/// Never set: the stop flag of a role that ignores SIGTERM.
+static NEVER: AtomicBool = AtomicBool::new(false);
 
 fn role() -> String {
     let argv0 = std::env::args().next().unwrap_or_default();
@@ -66,19 +65,17 @@ fn main() {
         }
     };
     let c = loaded.config;
-    let handler = if env_has_role("FAKE_IGNORE_SIGTERM", &role) {
-        libc::SIG_IGN
+    let term: &'static AtomicBool = if env_has_role("FAKE_IGNORE_SIGTERM", &role) {
+        // SAFETY: SIG_IGN installs no handler code, so nothing can run in signal context.
+        unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("ignore SIGTERM");
+        &NEVER
     } else {
-        on_term as *const () as libc::sighandler_t
+        billiards_supervised::stop::install(BlockedCalls::Restart).expect("install SIGTERM")
     };
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-    }
     let loc = SegmentLocation::new(&c.video.shm_name, c.shm_fallback_dir()).expect("segment name");
     let started = Instant::now();
     let done = |t: &Instant| {
-        TERM.load(Ordering::SeqCst) || exit_after(&role).is_some_and(|d| t.elapsed() >= d)
+        term.load(Ordering::SeqCst) || exit_after(&role).is_some_and(|d| t.elapsed() >= d)
     };
     eprintln!("fake {role} worker running (pid {})", std::process::id());
     if env_has_role("FAKE_CHATTER", &role) {

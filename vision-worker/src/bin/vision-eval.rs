@@ -655,6 +655,8 @@ mod latency {
 
     use anyhow::{bail, Context, Result};
     use billiards_vision_worker::model::DetectionsJson;
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
     use shm_core::{
         AttachOptions, CreateMode, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer,
     };
@@ -672,8 +674,7 @@ mod latency {
     impl Drop for Cleanup {
         fn drop(&mut self) {
             if let Some(mut c) = self.child.take() {
-                // SAFETY: kill(2) on our own unreaped child has no memory effects.
-                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+                let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
                     std::thread::sleep(Duration::from_millis(20));
