@@ -35,8 +35,7 @@ pub fn distrust_reason(uid: u32, mode: u32, me: u32) -> Option<String> {
 
 /// The effective uid of this process.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Refuses `meta` (of `path`, a `what` such as "config file") when another user could have

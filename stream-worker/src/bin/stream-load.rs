@@ -681,10 +681,8 @@ async fn run(args: Args) -> Result<()> {
         return tokio::task::block_in_place(|| h264_load::bench(&args));
     }
     let groups = groups(&args)?;
-    let total_clients: usize = groups.iter().map(|g| g.0).sum::<usize>()
-        + args.stall
-        + args.ws
-        + args.h264.unwrap_or(0);
+    let total_clients: usize =
+        groups.iter().map(|g| g.0).sum::<usize>() + args.stall + args.ws + args.h264.unwrap_or(0);
     let (_fixture, target, pid) = if args.spawn {
         let max = total_clients.max(args.cycle_concurrency) + 16;
         let (f, t, pid) = tokio::task::block_in_place(|| spawn(&args, max))?;
