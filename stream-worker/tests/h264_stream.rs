@@ -137,6 +137,9 @@ fn a_late_client_starts_at_a_forced_keyframe_and_a_stalled_one_slows_nobody() {
     let mut setup = Setup::new(dir.path());
     setup.width = 640;
     setup.height = 480;
+    // The stalled client must still be connected when the metrics are read: keep the
+    // connection's write-progress deadline out of the way.
+    setup.client_stall_sec = 120.0;
     let seg = setup.frame_segment();
     let _feed = seg.feed(30);
     // No periodic keyframe during the test: only joins can cause one.
@@ -153,7 +156,7 @@ fn a_late_client_starts_at_a_forced_keyframe_and_a_stalled_one_slows_nobody() {
     std::io::Write::write_all(
         &mut stalled,
         format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
         .as_bytes(),
