@@ -145,6 +145,11 @@ struct Args {
     /// Frames encoded by --h264-bench.
     #[arg(long, default_value_t = 300)]
     bench_frames: usize,
+    /// With --h264-bench: encode the frames of this live frame segment (e.g. a running tree's
+    /// synthetic table, `video.shm_name`) instead of the built-in feed; they are read first,
+    /// one per new frame, then encoded
+    #[arg(long)]
+    bench_segment: Option<String>,
 }
 
 /// Where the server is.
@@ -673,10 +678,21 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    // The WebSocket clients get a runtime (and a thread) of their own, as browsers on other
+    // machines would: on the MJPEG clients' runtime, a push message waited behind up to a
+    // few hundred multipart reads, and the client's queueing (170 ms p99 with 64 MJPEG
+    // clients) was reported as the server's push latency.
+    let ws_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ws-clients")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(args, ws_runtime.handle().clone()));
+    ws_runtime.shutdown_background();
+    result
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, ws_runtime: tokio::runtime::Handle) -> Result<()> {
     if args.h264_bench {
         return tokio::task::block_in_place(|| h264_load::bench(&args));
     }
@@ -748,7 +764,7 @@ async fn run(args: Args) -> Result<()> {
         let stats = Arc::new(WsStats::default());
         ws_all.push(stats.clone());
         let (t, m) = (target.clone(), measuring.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(ws_runtime.spawn(async move {
             if let Err(e) = ws_client(t, stats.clone(), m).await {
                 if let Ok(mut v) = stats.errors.lock() {
                     v.push(format!("{e:#}"));
@@ -1253,13 +1269,49 @@ mod h264_load {
             .unwrap_or(0.0)
     }
 
+    /// `n` consecutive new frames of the live segment `name` (BGR8, tightly packed).
+    fn segment_frames(name: &str, n: usize) -> Result<(u32, u32, Vec<Vec<u8>>)> {
+        use shm_core::{AttachOptions, Reader, SegmentLocation};
+        let loc = SegmentLocation::new(name, std::env::temp_dir())
+            .with_context(|| format!("--bench-segment {name:?} is not a segment name"))?;
+        let mut reader = Reader::attach(
+            &loc,
+            AttachOptions::new("h264-bench", Duration::from_secs(5)),
+        )
+        .with_context(|| {
+            format!("cannot attach to the frame segment {name:?}; is the tree running?")
+        })?;
+        let (w, h) = (reader.info().spec.width, reader.info().spec.height);
+        let mut frames = Vec::with_capacity(n);
+        let mut buf = Vec::new();
+        let mut last = reader.last_frame_number();
+        while frames.len() < n {
+            if !reader.wait_next(Duration::from_secs(2))? {
+                bail!("no new frame in segment {name:?} within 2 s");
+            }
+            if let Some(meta) = reader.read_latest(&mut buf)? {
+                if meta.frame_number > last && meta.stride == w * 3 {
+                    last = meta.frame_number;
+                    frames.push(buf.clone());
+                }
+            }
+        }
+        Ok((w, h, frames))
+    }
+
     /// `--h264-bench`: conversion and encode time, bitrate and luma PSNR on the synthetic
     /// table (the feed's frames), decoded again with OpenH264's decoder.
     pub(super) fn bench(args: &Args) -> Result<()> {
-        let (w, h) = (args.width, args.height);
         let bitrate = args.bitrate_kbps.unwrap_or(2500);
         let fps = args.source_fps.max(1);
-        let distinct: Vec<Vec<u8>> = (0..30).map(|i| feed::render(w, h, i)).collect();
+        let n = args.bench_frames.max(1);
+        let (w, h, distinct) = match &args.bench_segment {
+            Some(name) => segment_frames(name, n)?,
+            None => {
+                let (w, h) = (args.width, args.height);
+                (w, h, (0..30).map(|i| feed::render(w, h, i)).collect())
+            }
+        };
         let mut enc = H264Encoder::new(EncoderSettings {
             bitrate_kbps: bitrate,
             fps: fps as f32,
@@ -1270,7 +1322,6 @@ mod h264_load {
         let (mut convert_s, mut encode_s, mut bytes, mut psnr_sum, mut psnr_min) =
             (0f64, 0f64, 0usize, 0f64, f64::INFINITY);
         let (mut convert_cpu, mut encode_cpu) = (0f64, 0f64);
-        let n = args.bench_frames.max(1);
         for i in 0..n {
             let data = distinct[i % distinct.len()].clone();
             let (t, c) = (Instant::now(), thread_cpu_s());
