@@ -1,10 +1,12 @@
-// H.264 live view player for the dashboard (not wired in yet: the dashboard is being rewritten).
+// H.264 live view player of the dashboard (src/dashboard.rs inlines it into the page).
 //
 // Plays GET /stream/h264 (a WebSocket carrying fragmented MP4: the init segment, then one
 // moof+mdat fragment per frame) in a <video> element through Media Source Extensions, kept at
 // the live edge: the buffer behind the playhead is trimmed, and when playback falls more than
 // MAX_LAG_S behind the newest frame (or the server skipped the client to a later keyframe,
-// leaving a gap) the playhead jumps to the newest frame.
+// leaving a gap) the playhead jumps to the newest frame. A closed socket (the stream worker
+// restarted), a decode error or a decoder that cannot keep up starts again with a new
+// MediaSource after RETRY_MS, so the buffer never grows and playback never drifts behind.
 //
 //   if (H264Player.supported()) {
 //     const p = new H264Player(videoElement, { bitrateKbps: 2500, onState: s => ... });
@@ -63,17 +65,22 @@
       this.stopped = false;
       this.video.muted = true;
       this.video.playsInline = true;
+      // A decode error ends the element's playback for good: start again with a new source.
+      this.onError = () => { if (this.ms) this.reconnect('video error ' + (this.video.error ? this.video.error.code : '?')); };
+      this.video.addEventListener('error', this.onError);
       this.open();
     }
 
     stop() {
       this.stopped = true;
+      if (this.onError) { this.video.removeEventListener('error', this.onError); this.onError = null; }
       this.close();
+      clearTimeout(this.retry);
       this.onState('stopped');
     }
 
     close() {
-      if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
+      if (this.ws) { this.ws.onclose = null; this.ws.onmessage = null; this.ws.close(); this.ws = null; }
       if (this.objectUrl) { URL.revokeObjectURL(this.objectUrl); this.objectUrl = null; }
       this.ms = null;
       this.sb = null;
@@ -83,8 +90,10 @@
     reconnect(why) {
       this.close();
       if (this.stopped) return;
+      this.reconnects = (this.reconnects || 0) + 1;
       this.onState('reconnecting: ' + why);
-      setTimeout(() => { if (!this.stopped) this.open(); }, RETRY_MS);
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => { if (!this.stopped) this.open(); }, RETRY_MS);
     }
 
     open() {
@@ -95,7 +104,15 @@
       this.video.src = this.objectUrl;
       ms.addEventListener('sourceopen', () => {
         if (this.ms !== ms) return;
-        const ws = new WebSocket(this.url());
+        let ws;
+        try {
+          ws = new WebSocket(this.url());
+        } catch (e) {
+          // No WebSocket at all (blocked or too old a browser): H.264 cannot work here.
+          this.stop();
+          this.onState('unsupported: cannot open a WebSocket (' + (e && e.message || e) + ')');
+          return;
+        }
         ws.binaryType = 'arraybuffer';
         this.ws = ws;
         ws.onopen = () => this.onState('connected');
