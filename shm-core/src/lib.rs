@@ -47,7 +47,9 @@ pub use error::{
 pub use latency::LatencyWindow;
 pub use location::{SegmentLocation, FORCE_FALLBACK_ENV};
 pub use monitor::{Monitor, ReaderSnapshot, SegmentSnapshot};
-pub use reader::{AttachOptions, FrameMeta, HeldFrame, Reader, ReaderStats, ZeroCopy};
+pub use reader::{
+    AttachOptions, FrameMeta, HeldFrame, Reader, ReaderStats, ZeroCopy, FOLLOW_INTERVAL,
+};
 pub use segment::{create, unlink, CreateMode, SegmentInfo};
 pub use sys::FrameView;
 pub use sys::{monotonic_ns, process_cpu_ns};
