@@ -127,10 +127,12 @@
         if (boxType(u8) !== 'ftyp') return;
         const type = 'video/mp4; codecs="' + codecOf(u8) + '"';
         if (!MediaSource.isTypeSupported(type)) { this.stop(); this.onState('unsupported: ' + type); return; }
-        this.sb = this.ms.addSourceBuffer(type);
-        this.sb.mode = 'segments';
-        this.sb.addEventListener('updateend', () => this.pump());
-        this.sb.addEventListener('error', () => this.reconnect('source buffer error'));
+        const sb = this.ms.addSourceBuffer(type);
+        this.sb = sb;
+        sb.mode = 'segments';
+        // Events of a SourceBuffer left behind by a reconnect concern nobody.
+        sb.addEventListener('updateend', () => { if (this.sb === sb) this.pump(); });
+        sb.addEventListener('error', () => { if (this.sb === sb) this.reconnect('source buffer error'); });
       }
       this.pending.push(u8);
       if (this.pending.length > MAX_PENDING) { this.reconnect('decoder behind'); return; }
