@@ -37,9 +37,9 @@ pub(crate) struct ObjectId {
 
 impl ObjectId {
     /// The object `stat` describes.
+    // The widths of st_dev and st_ino differ between targets; both fit in u64.
+    #[allow(clippy::unnecessary_cast)]
     pub(crate) fn of(st: &nix::sys::stat::FileStat) -> ObjectId {
-        // The widths of st_dev and st_ino differ between targets; both fit in u64.
-        #[allow(clippy::unnecessary_cast)]
         ObjectId {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
