@@ -2,7 +2,8 @@
 //
 // Plays GET /stream/h264 (a WebSocket carrying fragmented MP4: the init segment, then one
 // moof+mdat fragment per frame) in a <video> element through Media Source Extensions, kept at
-// the live edge: the buffer behind the playhead is trimmed, and when playback falls more than
+// the live edge: the buffer behind the playhead is trimmed (at a keyframe, so that nothing
+// the playhead still needs is removed with it), and when playback falls more than
 // MAX_LAG_S behind the newest frame (or the server skipped the client to a later keyframe,
 // leaving a gap) the playhead jumps to the newest frame. A closed socket (the stream worker
 // restarted), a decode error or a decoder that cannot keep up starts again with a new
@@ -25,6 +26,45 @@
 
   function boxType(u8) {
     return String.fromCharCode(u8[4], u8[5], u8[6], u8[7]);
+  }
+
+  const u32 = (u8, i) => u8[i] * 0x1000000 + (u8[i + 1] << 16) + (u8[i + 2] << 8) + u8[i + 3];
+
+  // Offset of the payload of the box at `path` (e.g. ['moof', 'traf', 'tfdt']), or -1.
+  function find(u8, path, start = 0, end = u8.length) {
+    for (let i = start; i + 8 <= end;) {
+      const size = u32(u8, i);
+      if (size < 8 || i + size > end) return -1;
+      if (String.fromCharCode(u8[i + 4], u8[i + 5], u8[i + 6], u8[i + 7]) === path[0]) {
+        return path.length === 1 ? i + 8 : find(u8, path.slice(1), i + 8, i + size);
+      }
+      i += size;
+    }
+    return -1;
+  }
+
+  // The track's timescale (units per second) from the init segment's mdhd.
+  function timescaleOf(init) {
+    const p = find(init, ['moov', 'trak', 'mdia', 'mdhd']);
+    if (p < 0) return 90000;
+    return u32(init, p + (init[p] === 1 ? 20 : 12)) || 90000;
+  }
+
+  // Decode time (track units) of a fragment's first sample and whether it is a keyframe.
+  function fragmentInfo(u8) {
+    const d = find(u8, ['moof', 'traf', 'tfdt']), r = find(u8, ['moof', 'traf', 'trun']);
+    if (d < 0 || r < 0) return null;
+    const time = u8[d] === 1 ? u32(u8, d + 4) * 0x100000000 + u32(u8, d + 8) : u32(u8, d + 4);
+    const flags = (u8[r + 1] << 16) | (u8[r + 2] << 8) | u8[r + 3];
+    let q = r + 8;                 // after version/flags and sample_count
+    if (flags & 0x1) q += 4;       // data_offset
+    let sampleFlags = null;
+    if (flags & 0x4) { sampleFlags = u32(u8, q); q += 4; }  // first_sample_flags
+    if (flags & 0x100) q += 4;     // sample_duration
+    if (flags & 0x200) q += 4;     // sample_size
+    if (sampleFlags === null && (flags & 0x400)) sampleFlags = u32(u8, q);
+    // sample_is_non_sync_sample; without flags, assume the worst (not a keyframe).
+    return { time, key: sampleFlags !== null && (sampleFlags & 0x10000) === 0 };
   }
 
   // avc1.PPCCLL from the avcC box of an init segment.
@@ -98,6 +138,7 @@
 
     open() {
       this.pending = [];
+      this.keyTimes = []; // seconds, ascending: where the buffer may be cut
       const ms = new MediaSource();
       this.ms = ms;
       this.objectUrl = URL.createObjectURL(ms);
@@ -123,6 +164,12 @@
 
     receive(u8) {
       if (!this.ms || this.ms.readyState !== 'open') return;
+      if (boxType(u8) === 'ftyp') {
+        this.timescale = timescaleOf(u8);
+      } else if (boxType(u8) === 'moof') {
+        const f = fragmentInfo(u8);
+        if (f && f.key) this.keyTimes.push(f.time / (this.timescale || 90000));
+      }
       if (!this.sb) {
         if (boxType(u8) !== 'ftyp') return;
         const type = 'video/mp4; codecs="' + codecOf(u8) + '"';
@@ -162,8 +209,12 @@
         v.currentTime = Math.max(start, end - 0.05);
       }
       if (v.paused) v.play().catch(() => {});
-      if (b.start(0) < v.currentTime - KEEP_S - 1) {
-        this.sb.remove(0, v.currentTime - KEEP_S);
+      // Cut at the newest keyframe at least KEEP_S behind the playhead: cutting inside a group
+      // of pictures would also remove the frames after the cut up to the next keyframe.
+      const limit = v.currentTime - KEEP_S, keys = this.keyTimes;
+      while (keys.length > 1 && keys[1] <= limit) keys.shift();
+      if (keys.length && keys[0] <= limit && b.start(0) < keys[0] - 0.1) {
+        this.sb.remove(0, keys[0]);
       }
     }
   }
