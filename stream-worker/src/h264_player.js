@@ -23,6 +23,7 @@
   const KEEP_S = 3;            // buffer kept behind the playhead
   const MAX_PENDING = 30;      // appends waiting (1 s at 30 fps): reconnect rather than lag
   const RETRY_MS = 1000;
+  const STUCK_MS = 3000;       // appends that add nothing this long: start again (see appended)
 
   function boxType(u8) {
     return String.fromCharCode(u8[4], u8[5], u8[6], u8[7]);
@@ -139,6 +140,9 @@
     open() {
       this.pending = [];
       this.keyTimes = []; // seconds, ascending: where the buffer may be cut
+      this.lastEnd = 0;
+      this.stuckSince = null;
+      this.appending = false;
       const ms = new MediaSource();
       this.ms = ms;
       this.objectUrl = URL.createObjectURL(ms);
@@ -178,7 +182,7 @@
         this.sb = sb;
         sb.mode = 'segments';
         // Events of a SourceBuffer left behind by a reconnect concern nobody.
-        sb.addEventListener('updateend', () => { if (this.sb === sb) this.pump(); });
+        sb.addEventListener('updateend', () => { if (this.sb === sb) { this.appended(); this.pump(); } });
         sb.addEventListener('error', () => { if (this.sb === sb) this.reconnect('source buffer error'); });
       }
       this.pending.push(u8);
@@ -195,10 +199,28 @@
       if (!next) return;
       try {
         sb.appendBuffer(next);
+        this.appending = true;
       } catch (e) {
         // QuotaExceededError and friends: start again at the live edge.
         this.reconnect(String(e && e.name || e));
       }
+    }
+
+    // After a gap in the timeline (an outage, a skip to a later keyframe) the browser drops
+    // frames until the next keyframe. The server sends one every h264_keyframe_sec; when that
+    // is long, a reconnect is quicker: a joining client gets a keyframe within about a second.
+    appended() {
+      if (!this.appending) return; // a remove() ended
+      this.appending = false;
+      const b = this.sb.buffered, end = b.length ? b.end(b.length - 1) : 0;
+      if (end > (this.lastEnd || 0)) {
+        this.lastEnd = end;
+        this.stuckSince = null;
+        return;
+      }
+      const now = performance.now();
+      if (this.stuckSince == null) this.stuckSince = now;
+      else if (now - this.stuckSince > STUCK_MS) this.reconnect('waiting for a keyframe');
     }
 
     keepLive() {
