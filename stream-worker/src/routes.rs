@@ -471,6 +471,8 @@ fn stream_stats(state: &Arc<AppState>) -> Value {
         "h264": state.config.stream.h264,
         "h264_bitrate_kbps": state.config.stream.h264_bitrate_kbps,
         "h264_clients": m.h264.clients.load(Relaxed),
+        "h264_encode_ms_mean": m.h264.encode_seconds.mean_secs() * 1e3,
+        "h264_send_latency_ms_mean": m.h264.send_latency.mean_secs() * 1e3,
         // Why the stream shows the "no signal" placeholder; null while frames are fresh.
         "no_signal": state.hub.no_signal().map(|p| p.reason.clone()),
     })

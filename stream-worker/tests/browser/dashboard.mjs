@@ -76,6 +76,8 @@ try {
   await played(page, "H.264 playback");
   // One H.264 stream and the push socket; no MJPEG stream behind the hidden image.
   await waitClients({ mjpeg: 0, h264: 1, ws: 1 }, "in H.264 mode");
+  // The figures are the H.264 stream's.
+  await page.waitForFunction(() => document.getElementById("k-lat").textContent.startsWith("H.264") && document.getElementById("f-enc").textContent !== "0.0", null, { timeout: 20000 });
   // The overlay is drawn over the video from the pushed detections.
   await page.waitForFunction(() => document.getElementById("overlay-canvas").dataset.ballsDrawn === "7", null, { timeout: 20000 });
 
