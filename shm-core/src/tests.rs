@@ -549,7 +549,10 @@ fn a_replacement_still_being_created_is_followed_once_ready() {
     unlink(&t.loc).unwrap();
     std::fs::write(t.loc.fallback_path(), b"").unwrap();
     assert!(r.replaced());
-    assert!(!r.follow_replaced().unwrap(), "an empty segment is not ready");
+    assert!(
+        !r.follow_replaced().unwrap(),
+        "an empty segment is not ready"
+    );
     unlink(&t.loc).unwrap();
     create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
     assert!(follow(&mut r));

@@ -269,7 +269,10 @@ fn follow(
                     Err(e) => {
                         errors += 1;
                         if errors.is_power_of_two() {
-                            warn!(count = errors, "cannot follow the re-created frame segment: {e}");
+                            warn!(
+                                count = errors,
+                                "cannot follow the re-created frame segment: {e}"
+                            );
                         }
                     }
                 }
