@@ -4,7 +4,7 @@
 //! configured size with a small buffer near the live edge and no MJPEG stream open, that the
 //! switch to MJPEG closes the H.264 stream and is remembered across a reload, that without
 //! WebSocket the page shows MJPEG and says why, and that an H.264 page plays again after the
-//! video outage. In MJPEG mode it checks that the live image loads at the configured size,
+//! video outage and after its socket was closed. In MJPEG mode it checks that the live image loads at the configured size,
 //! the worker table lists the three workers (from a fake control socket, the one mock), the
 //! detections panel counts balls by kind, detections and status arrive over `/api/ws` and the
 //! canvas overlay draws the pushed balls (read from its `data-balls-drawn`), toggling the

@@ -218,6 +218,13 @@ try {
   // The H.264 page gets past the frames it had before the outage, then keeps playing.
   await played(live, "H.264 after the outage", stalledAt);
   await played(live, "H.264 after the outage");
+  console.log("H.264 page after the outage: player state " + await live.evaluate(() => document.getElementById("video").dataset.state + ", reconnects " + (player.reconnects || 0)));
+  // A closed socket (as when the stream worker restarts) is opened again with a new
+  // MediaSource, and playback goes on.
+  await live.evaluate(() => player.ws.close());
+  await live.waitForFunction(() => player.reconnects >= 1 && document.getElementById("video").dataset.state === "connected" && document.getElementById("video").currentTime > 0, null, { timeout: 30000 });
+  await played(live, "H.264 after the socket was closed");
+  await waitClients({ mjpeg: 1, h264: 1, ws: 2 }, "after the H.264 socket was opened again");
   await live.close();
 
   if (errors.length) fail("page errors: " + errors.join("; "));
