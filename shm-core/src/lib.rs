@@ -6,7 +6,10 @@
 //! [`layout`](crate::layout) docs. The writer never waits for readers: it writes the slot
 //! after the latest under a seqlock, publishes the frame number and wakes sleeping readers
 //! through a futex in the mapping. Readers copy out (validated by the seqlock) or look at the
-//! slot in place and are told afterwards whether it was overwritten.
+//! slot in place and are told afterwards whether it was overwritten. A writer that restarts
+//! reuses the segment, so readers simply read on; a segment that was unlinked and created anew
+//! under the same name is followed with [`Reader::follow_replaced`], one policy for every
+//! reader.
 //!
 //! This crate owns the layout, the lifecycle of segments (create, open, attach, unlink) and the
 //! synchronisation. It knows nothing of cameras, images, JSON or processes beyond pids: the
@@ -47,7 +50,9 @@ pub use error::{
 pub use latency::LatencyWindow;
 pub use location::{SegmentLocation, FORCE_FALLBACK_ENV};
 pub use monitor::{Monitor, ReaderSnapshot, SegmentSnapshot};
-pub use reader::{AttachOptions, FrameMeta, HeldFrame, Reader, ReaderStats, ZeroCopy};
+pub use reader::{
+    AttachOptions, FrameMeta, HeldFrame, Reader, ReaderStats, ZeroCopy, FOLLOW_INTERVAL,
+};
 pub use segment::{create, unlink, CreateMode, SegmentInfo};
 pub use sys::FrameView;
 pub use sys::{monotonic_ns, process_cpu_ns};

@@ -26,6 +26,27 @@ pub struct SegmentLocation {
     force_fallback: bool,
 }
 
+/// Which object a segment's name refers to: its device and inode. A segment that is unlinked
+/// and created again under the same name is another object; a writer that restarts on the
+/// existing segment keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ObjectId {
+    dev: u64,
+    ino: u64,
+}
+
+impl ObjectId {
+    /// The object `stat` describes.
+    // The widths of st_dev and st_ino differ between targets; both fit in u64.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn of(st: &nix::sys::stat::FileStat) -> ObjectId {
+        ObjectId {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        }
+    }
+}
+
 /// An opened backing object.
 pub(crate) struct Backing {
     pub fd: OwnedFd,
@@ -91,6 +112,19 @@ impl SegmentLocation {
         [self.shm_path(), self.fallback_path()]
             .into_iter()
             .find(|p| p.exists())
+    }
+
+    /// The object the name refers to now, looked up the way [`Self::open_backing`] opens it
+    /// (the shm object first unless the fallback is forced, then the fallback file); `None`
+    /// when there is none.
+    pub(crate) fn current_object(&self) -> Option<ObjectId> {
+        let stat = |p: PathBuf| nix::sys::stat::stat(&p).ok().map(|st| ObjectId::of(&st));
+        if !self.force_fallback {
+            if let Some(id) = stat(self.shm_path()) {
+                return Some(id);
+            }
+        }
+        stat(self.fallback_path())
     }
 
     fn shm_object(&self) -> String {

@@ -1,4 +1,5 @@
-//! Readers: copy-out and zero-copy reads of the newest frame, futex waits, the reader table.
+//! Readers: copy-out and zero-copy reads of the newest frame, futex waits, the reader table,
+//! and following a segment that was replaced ([`Reader::follow_replaced`]).
 
 mod held;
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::latency::LatencyWindow;
 use crate::location::SegmentLocation;
-use crate::segment::{map_waiting, SegmentInfo};
+use crate::segment::{map_existing, map_waiting, MapFailure, SegmentInfo};
 use crate::sys::{self, Access, FrameView, Mapping, Ordering, ReaderEntry, SlotMeta};
 use crate::writer::{writer_state, WriterState};
 use crate::{layout::READER_CAPACITY, AttachError, PixelFormat, ReadError};
@@ -22,6 +23,12 @@ const STATS_INTERVAL_NS: u64 = 500_000_000;
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// Copy attempts in `read_latest` before giving up for this call (the writer lapped us).
 const COPY_ATTEMPTS: usize = 4;
+
+/// How often [`Reader::follow_replaced`] looks whether the segment's name refers to a new
+/// segment: the one policy of every reader that outlives its writer. A reader shows the old,
+/// dead segment at most this long (plus the wait that timed out) after a new one is ready;
+/// each look is one `stat(2)`.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Metadata of one delivered frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +109,11 @@ pub struct Reader {
     // An Arc so that a [`HeldFrame`] can keep the mapping alive after the reader is gone.
     map: Arc<Mapping>,
     info: SegmentInfo,
+    /// Where the segment was found, and the name in the reader table: to follow a replacement.
+    loc: SegmentLocation,
+    reader_name: String,
+    /// When `follow_replaced` may look again (CLOCK_MONOTONIC ns).
+    next_follow_ns: u64,
     entry: usize,
     last_seen: u64,
     stats: ReaderStats,
@@ -190,14 +202,25 @@ impl Reader {
     /// reader-table entry.
     pub fn attach(loc: &SegmentLocation, opts: AttachOptions) -> Result<Reader, AttachError> {
         let (map, info) = map_waiting(loc, Access::ReadOnlyData, opts.timeout)?;
-        let entry =
-            claim_entry(&map, &opts.reader_name).ok_or_else(|| AttachError::ReaderTableFull {
-                name: loc.name().into(),
-                capacity: READER_CAPACITY,
-            })?;
+        Reader::with_mapping(loc, &opts.reader_name, map, info)
+    }
+
+    fn with_mapping(
+        loc: &SegmentLocation,
+        reader_name: &str,
+        map: Mapping,
+        info: SegmentInfo,
+    ) -> Result<Reader, AttachError> {
+        let entry = claim_entry(&map, reader_name).ok_or_else(|| AttachError::ReaderTableFull {
+            name: loc.name().into(),
+            capacity: READER_CAPACITY,
+        })?;
         Ok(Reader {
             map: Arc::new(map),
             info,
+            loc: loc.clone(),
+            reader_name: reader_name.into(),
+            next_follow_ns: 0,
             entry,
             last_seen: 0,
             stats: ReaderStats::default(),
@@ -209,6 +232,51 @@ impl Reader {
     /// The segment.
     pub fn info(&self) -> &SegmentInfo {
         &self.info
+    }
+
+    /// Whether the segment's name now refers to another segment than the one this reader maps:
+    /// it was unlinked and created anew (a standalone writer that restarts does that). False
+    /// while the name refers to nothing (unlinked, not created again yet), and when a writer
+    /// restarts on the same segment, which readers simply keep reading.
+    pub fn replaced(&self) -> bool {
+        self.loc
+            .current_object()
+            .is_some_and(|id| id != self.info.object)
+    }
+
+    /// Follows a replaced segment: when the name refers to a new segment ([`Self::replaced`])
+    /// and that one is initialised, this reader moves to it (a new reader-table entry there;
+    /// the old entry is released) and `Ok(true)` is returned. The new segment numbers its
+    /// frames from 1: [`Self::last_frame_number`] and [`Self::stats`] start again, and
+    /// [`Self::info`] describes the new segment, whose geometry may differ.
+    ///
+    /// Call it whenever a wait for the next frame timed out. It looks at most every
+    /// [`FOLLOW_INTERVAL`] and returns `Ok(false)` in between, while the segment was not
+    /// replaced, and while the new one is still being initialised. A writer that restarts on
+    /// the existing segment never makes a reader move. `Err` when the new segment cannot be
+    /// used (invalid, or its reader table is full): the reader stays where it is and tries
+    /// again after the interval.
+    pub fn follow_replaced(&mut self) -> Result<bool, AttachError> {
+        let now = sys::monotonic_ns();
+        if now < self.next_follow_ns {
+            return Ok(false);
+        }
+        self.next_follow_ns =
+            now.saturating_add(u64::try_from(FOLLOW_INTERVAL.as_nanos()).unwrap_or(u64::MAX));
+        if !self.replaced() {
+            return Ok(false);
+        }
+        let (map, info) = match map_existing(&self.loc, Access::ReadOnlyData) {
+            Ok(m) => m,
+            // Unlinked again, or its creator has not finished: look again next time.
+            Err(MapFailure::Missing) | Err(MapFailure::Initialising) => return Ok(false),
+            Err(MapFailure::Fatal(e)) => return Err(e),
+        };
+        let mut fresh = Reader::with_mapping(&self.loc, &self.reader_name, map, info)?;
+        fresh.next_follow_ns = self.next_follow_ns;
+        // Dropping the old reader releases its entry in the old segment's table.
+        *self = fresh;
+        Ok(true)
     }
 
     /// The number of the last frame this reader was handed (0: none yet).

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::layout::{Geometry, HEADER_BYTES, MAGIC, READER_CAPACITY, VERSION};
-use crate::location::SegmentLocation;
+use crate::location::{ObjectId, SegmentLocation};
 use crate::sys::{self, Access, Mapping, Ordering};
 use crate::{AttachError, CreateError, PixelFormat, SegmentSpec, UnlinkError};
 
@@ -33,6 +33,9 @@ pub struct SegmentInfo {
     pub spec: SegmentSpec,
     /// Whether this is the file-backed fallback.
     pub fallback: bool,
+    /// The object mapped, to tell when the name refers to another one.
+    #[serde(skip)]
+    pub(crate) object: ObjectId,
 }
 
 /// Creates and initialises a segment with mode 0600.
@@ -101,6 +104,9 @@ pub fn create(
     .map_err(|e| fail("fchmod", e.into()))?;
     nix::unistd::ftruncate(backing.fd.as_fd(), geometry.total_bytes as i64)
         .map_err(|e| fail("ftruncate", e.into()))?;
+    let object = nix::sys::stat::fstat(backing.fd.as_raw_fd())
+        .map(|st| ObjectId::of(&st))
+        .map_err(|e| fail("fstat", e.into()))?;
     let map =
         Mapping::map(&backing.fd, geometry, Access::ReadWrite).map_err(|e| fail("mmap", e))?;
     let f = &map.header().fixed;
@@ -130,6 +136,7 @@ pub fn create(
         size_bytes: geometry.total_bytes,
         spec: *spec,
         fallback: backing.fallback,
+        object,
     })
 }
 
@@ -184,9 +191,8 @@ pub(crate) fn map_existing(
             cause: source,
         })
     };
-    let len = nix::sys::stat::fstat(backing.fd.as_raw_fd())
-        .map_err(|e| io_fail(e.into()))?
-        .st_size as u64;
+    let st = nix::sys::stat::fstat(backing.fd.as_raw_fd()).map_err(|e| io_fail(e.into()))?;
+    let len = st.st_size as u64;
     if len == 0 {
         return Err(MapFailure::Initialising);
     }
@@ -213,6 +219,7 @@ pub(crate) fn map_existing(
             format,
         },
         fallback: backing.fallback,
+        object: ObjectId::of(&st),
     };
     Ok((map, info))
 }

@@ -441,3 +441,133 @@ fn wait_next_wakes_on_publish_from_another_thread() {
     h.join().unwrap();
     assert_eq!(got, 50);
 }
+
+/// Calls `follow_replaced` until it moves the reader, for at most a few intervals.
+fn follow(r: &mut Reader) -> bool {
+    for _ in 0..8 {
+        if r.follow_replaced().unwrap() {
+            return true;
+        }
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
+    false
+}
+
+#[test]
+fn a_replaced_segment_is_followed() {
+    for t in [TestSeg::new("follow"), TestSeg::fallback("follow")] {
+        let spec = SegmentSpec::bytes(64, 3);
+        create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
+        let mut r = Reader::attach(&t.loc, AttachOptions::new("follower", T)).unwrap();
+        let old = Monitor::open(&t.loc).unwrap();
+        let mut buf = Vec::new();
+        {
+            let mut w = Writer::open(&t.loc, &spec).unwrap();
+            for _ in 0..5 {
+                w.publish(b"old", PublishMeta::bytes(1)).unwrap();
+            }
+        }
+        assert_eq!(r.read_latest(&mut buf).unwrap().unwrap().frame_number, 5);
+        assert!(!r.replaced());
+        assert!(!r.follow_replaced().unwrap(), "nothing to follow yet");
+
+        // Unlinked: nothing to follow until a new segment is there.
+        unlink(&t.loc).unwrap();
+        assert!(!r.replaced());
+        std::thread::sleep(FOLLOW_INTERVAL);
+        assert!(!r.follow_replaced().unwrap());
+
+        // Created anew, with another geometry: the reader moves to it.
+        let spec2 = SegmentSpec::bytes(128, 2);
+        create(&t.loc, &spec2, CreateMode::Exclusive).unwrap();
+        assert!(r.replaced());
+        assert!(follow(&mut r), "the replaced segment was not followed");
+        assert!(!r.replaced());
+        assert_eq!(r.info().spec.slot_capacity, 128);
+        assert_eq!(r.last_frame_number(), 0);
+        // Its frames are numbered from 1 again, and the reader gets them.
+        let mut w = Writer::open(&t.loc, &spec2).unwrap();
+        assert_eq!(w.publish(b"new", PublishMeta::bytes(2)).unwrap(), 1);
+        assert!(r.wait_next(T).unwrap());
+        let m = r.read_latest(&mut buf).unwrap().unwrap();
+        assert_eq!((m.frame_number, m.writer_generation), (1, 1));
+        assert_eq!(buf, b"new");
+
+        // The entry moved: released in the old segment, claimed in the new one.
+        let names = |m: &Monitor| {
+            m.snapshot()
+                .readers
+                .into_iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names(&old).is_empty(), "old entry kept: {:?}", names(&old));
+        assert_eq!(names(&Monitor::open(&t.loc).unwrap()), ["follower"]);
+    }
+}
+
+#[test]
+fn a_writer_restarting_on_the_same_segment_is_not_followed() {
+    let t = TestSeg::new("nofollow");
+    let spec = SegmentSpec::bytes(64, 3);
+    create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
+    let mut r = Reader::attach(&t.loc, AttachOptions::new("t", T)).unwrap();
+    let mut buf = Vec::new();
+    {
+        let mut w = Writer::open(&t.loc, &spec).unwrap();
+        w.publish(b"a", PublishMeta::bytes(1)).unwrap();
+    }
+    assert_eq!(r.read_latest(&mut buf).unwrap().unwrap().frame_number, 1);
+    let entry = Monitor::open(&t.loc).unwrap().snapshot().readers[0].slot;
+    // The writer is gone and comes back on the same segment: the reader stays and reads on.
+    for _ in 0..3 {
+        assert!(!r.wait_next(Duration::from_millis(50)).unwrap());
+        assert!(!r.replaced());
+        assert!(!r.follow_replaced().unwrap());
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
+    let mut w = Writer::open(&t.loc, &spec).unwrap();
+    assert_eq!(w.generation(), 2);
+    w.publish(b"b", PublishMeta::bytes(2)).unwrap();
+    assert!(!r.follow_replaced().unwrap());
+    assert!(r.wait_next(T).unwrap());
+    let m = r.read_latest(&mut buf).unwrap().unwrap();
+    assert_eq!((m.frame_number, m.writer_generation), (2, 2));
+    assert_eq!(r.stats().frames_read, 2, "the same reader read on");
+    let readers = Monitor::open(&t.loc).unwrap().snapshot().readers;
+    assert_eq!(readers.len(), 1);
+    assert_eq!(readers[0].slot, entry, "the reader kept its entry");
+}
+
+#[test]
+fn a_replacement_still_being_created_is_followed_once_ready() {
+    let t = TestSeg::fallback("initialising");
+    let spec = SegmentSpec::bytes(64, 2);
+    create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
+    let mut r = Reader::attach(&t.loc, AttachOptions::new("t", T)).unwrap();
+    // Its creator has made the file but not sized it yet.
+    unlink(&t.loc).unwrap();
+    std::fs::write(t.loc.fallback_path(), b"").unwrap();
+    assert!(r.replaced());
+    assert!(
+        !r.follow_replaced().unwrap(),
+        "an empty segment is not ready"
+    );
+    unlink(&t.loc).unwrap();
+    create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
+    assert!(follow(&mut r));
+}
+
+#[test]
+fn an_invalid_replacement_is_an_error_and_the_reader_stays() {
+    let t = TestSeg::fallback("invalid");
+    let spec = SegmentSpec::bytes(64, 2);
+    create(&t.loc, &spec, CreateMode::Exclusive).unwrap();
+    let mut r = Reader::attach(&t.loc, AttachOptions::new("t", T)).unwrap();
+    unlink(&t.loc).unwrap();
+    std::fs::write(t.loc.fallback_path(), vec![0xAB; 8192]).unwrap();
+    let e = r.follow_replaced().unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(t.loc.name()), "{msg}");
+    assert_eq!(r.info().spec.slot_capacity, 64, "the reader stays");
+}

@@ -2,8 +2,9 @@
 //! (raw JSON for `/api/detections`, parsed for the overlay) and why there is none.
 //!
 //! A dedicated thread blocks in [`shm_core::Reader::wait_next`] on the detections segment; when
-//! the segment is missing (vision disabled, not started yet, or restarted standalone under a new
-//! segment) it keeps retrying, so the stream never depends on the vision worker being there.
+//! the segment is missing (vision disabled, not started yet) it keeps retrying, so the stream
+//! never depends on the vision worker being there. A standalone vision worker that restarts
+//! creates the segment anew: the thread follows it ([`shm_core::Reader::follow_replaced`]).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shm_core::{AttachError, AttachOptions, Reader, SegmentLocation};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 
@@ -236,10 +237,6 @@ impl Drop for DetectionsReader {
     }
 }
 
-/// How long a dead writer is tolerated before re-attaching (a standalone vision worker that
-/// restarts creates a new segment under the same name).
-const REATTACH_AFTER: Duration = Duration::from_secs(2);
-
 fn follow(loc: &SegmentLocation, hub: &DetectionsHub, metrics: &Metrics, stop: &AtomicBool) {
     let name = loc.name().to_string();
     let mut logged_missing = false;
@@ -272,26 +269,25 @@ fn follow(loc: &SegmentLocation, hub: &DetectionsHub, metrics: &Metrics, stop: &
         hub.set_problem(format!(
             "detections segment {name} has no result yet; is the vision worker running?"
         ));
-        read_until_stale(&mut reader, hub, metrics, stop);
+        read_until_stopped(&mut reader, hub, metrics, stop);
     }
 }
 
-/// Reads results until asked to stop, or until the writer has been dead a while (then the
-/// caller re-attaches, in case the segment was replaced).
-fn read_until_stale(
+/// Reads results until asked to stop, following the segment when it is replaced; returns
+/// early (for the caller to attach again) only when waiting fails.
+fn read_until_stopped(
     reader: &mut Reader,
     hub: &DetectionsHub,
     metrics: &Metrics,
     stop: &AtomicBool,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut writer_dead_since: Option<Instant> = None;
     let mut bad_payloads = 0u64;
+    let mut follow_errors = 0u64;
     while !stop.load(Relaxed) {
         match reader.wait_next(Duration::from_millis(250)) {
             Ok(true) => match reader.read_latest(&mut buf) {
                 Ok(Some(meta)) => {
-                    writer_dead_since = None;
                     let payload = &buf[..meta.len.min(buf.len())];
                     match parse(payload) {
                         Ok(parsed) => {
@@ -316,17 +312,22 @@ fn read_until_stale(
                     sleep_unless_stopped(Duration::from_millis(250), stop);
                 }
             },
-            Ok(false) => {
-                if reader.writer().alive {
-                    writer_dead_since = None;
-                } else {
-                    let since = *writer_dead_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= REATTACH_AFTER {
-                        debug!("detections writer gone; re-attaching");
-                        return;
+            Ok(false) => match reader.follow_replaced() {
+                Ok(true) => info!(
+                    segment = %reader.info().name,
+                    "the detections segment was re-created; following the new one"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    follow_errors += 1;
+                    if follow_errors.is_power_of_two() {
+                        warn!(
+                            count = follow_errors,
+                            "cannot follow the re-created detections segment: {e}"
+                        );
                     }
                 }
-            }
+            },
             Err(e) => {
                 warn!("waiting for detections failed: {e}; re-attaching");
                 reader.heartbeat();

@@ -7,13 +7,13 @@
 //! it any more, so steady streaming allocates nothing.
 //!
 //! A dead writer is an outage, not an error: the thread keeps heartbeating (every wait does)
-//! and the clients stay connected until frames return. When the writer stays dead, the thread
-//! re-attaches now and then, in case a standalone video worker re-created the segment.
+//! and the clients stay connected until frames return. A standalone video worker that
+//! restarts re-creates the segment: the thread follows it ([`Reader::follow_replaced`]).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shm_core::{AttachError, AttachOptions, PixelFormat, Reader, SegmentLocation};
 use tokio::sync::watch;
@@ -65,8 +65,6 @@ pub struct FrameReader {
 
 /// Wait per `wait_next` call: also the heartbeat period and the stop latency.
 const WAIT: Duration = Duration::from_millis(200);
-/// A writer dead this long makes the thread try a fresh attach (standalone re-creation).
-const REATTACH_AFTER: Duration = Duration::from_secs(2);
 /// How many frame buffers are kept for reuse.
 const POOL: usize = 4;
 
@@ -191,8 +189,6 @@ fn follow(
     let mut fps = FpsMeter {
         times: Default::default(),
     };
-    let mut writer_dead_since: Option<Instant> = None;
-    let mut last_reattach = Instant::now();
     let mut errors = 0u64;
     let mut was_up = None;
     while !stop.load(Relaxed) {
@@ -204,7 +200,6 @@ fn follow(
                 };
                 match reader.read_latest(&mut f.data) {
                     Ok(Some(meta)) => {
-                        writer_dead_since = None;
                         f.frame_number = meta.frame_number;
                         f.capture_ns = meta.capture_ns;
                         f.publish_ns = meta.publish_ns;
@@ -262,18 +257,23 @@ fn follow(
                     }
                     was_up = Some(alive);
                 }
-                if alive {
-                    writer_dead_since = None;
-                    continue;
-                }
-                let since = *writer_dead_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= REATTACH_AFTER && last_reattach.elapsed() >= REATTACH_AFTER {
-                    last_reattach = Instant::now();
-                    if let Some(fresh) = try_reattach(loc) {
-                        info!("the frame segment was re-created; following the new one");
-                        reader = fresh;
+                match reader.follow_replaced() {
+                    Ok(true) => {
+                        info!(
+                            segment = %loc.name(),
+                            "the frame segment was re-created; following the new one"
+                        );
                         last_number = 0;
-                        writer_dead_since = None;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        errors += 1;
+                        if errors.is_power_of_two() {
+                            warn!(
+                                count = errors,
+                                "cannot follow the re-created frame segment: {e}"
+                            );
+                        }
                     }
                 }
             }
@@ -288,13 +288,6 @@ fn follow(
         }
     }
     debug!("frame reader stopped");
-}
-
-/// A fresh reader on the segment now under the name, if it has a live writer (otherwise the
-/// current mapping is as good as any).
-fn try_reattach(loc: &SegmentLocation) -> Option<Reader> {
-    let r = Reader::attach(loc, AttachOptions::new("stream", Duration::ZERO)).ok()?;
-    r.writer().alive.then_some(r)
 }
 
 /// A buffer nobody else holds, or a new one.

@@ -148,7 +148,7 @@ async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<B
         return r;
     }
     match path {
-        "/" | "/index.html" => html(dashboard::PAGE),
+        "/" | "/index.html" => html(dashboard::page()),
         // The billiards-trainer web app's name for the same stream.
         "/stream/video" | "/api/v1/stream/video" => stream_video(state, &query, head),
         "/stream/h264" => h264::ws::handle(
@@ -467,6 +467,12 @@ fn stream_stats(state: &Arc<AppState>) -> Value {
         "send_latency_p50_ms": p50 as f64 / 1e6,
         "send_latency_p99_ms": p99 as f64 / 1e6,
         "vision_enabled": state.config.vision.enabled,
+        // The dashboard offers its H.264 view only when the server has it.
+        "h264": state.config.stream.h264,
+        "h264_bitrate_kbps": state.config.stream.h264_bitrate_kbps,
+        "h264_clients": m.h264.clients.load(Relaxed),
+        "h264_encode_ms_mean": m.h264.encode_seconds.mean_secs() * 1e3,
+        "h264_send_latency_ms_mean": m.h264.send_latency.mean_secs() * 1e3,
         // Why the stream shows the "no signal" placeholder; null while frames are fresh.
         "no_signal": state.hub.no_signal().map(|p| p.reason.clone()),
     })

@@ -1,5 +1,10 @@
 //! The dashboard in a real headless browser: Debian's Chromium driven by playwright-core
-//! (tests/browser/dashboard.mjs). Checks that the live image loads at the configured size,
+//! (tests/browser/dashboard.mjs). Checks that the page starts in H.264 mode (this Chromium
+//! plays H.264 through Media Source Extensions) and `video.currentTime` advances at the
+//! configured size with a small buffer near the live edge and no MJPEG stream open, that the
+//! switch to MJPEG closes the H.264 stream and is remembered across a reload, that without
+//! WebSocket the page shows MJPEG and says why, and that an H.264 page plays again after the
+//! video outage and after its socket was closed. In MJPEG mode it checks that the live image loads at the configured size,
 //! the worker table lists the three workers (from a fake control socket, the one mock), the
 //! detections panel counts balls by kind, detections and status arrive over `/api/ws` and the
 //! canvas overlay draws the pushed balls (read from its `data-balls-drawn`), toggling the
@@ -75,7 +80,7 @@ fn dashboard_works_in_headless_chromium() {
     let pid = node.id();
     // Kill the browser driver if the whole check takes unreasonably long.
     let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(240));
+        std::thread::sleep(Duration::from_secs(360));
         // Harmless if it already exited (ESRCH).
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     });

@@ -92,6 +92,10 @@ fn every_endpoint_answers_as_the_spec_says() {
         (Some(320), Some(240))
     );
     assert_eq!(s["video_up"], true);
+    // What the dashboard needs to offer H.264.
+    assert_eq!(s["h264"], true);
+    assert_eq!(s["h264_bitrate_kbps"], 2500);
+    assert_eq!(s["h264_clients"], 0);
 
     let r = get(a, "/metrics");
     assert_eq!(r.status, 200);

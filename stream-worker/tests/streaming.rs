@@ -1,6 +1,7 @@
 //! Process tests of `/stream/video`: multipart framing that real clients parse, pacing,
-//! max_clients, disconnect cleanup, slow clients, and a video-worker restart with clients
-//! connected. The real server binary reads a real segment fed by a test writer.
+//! max_clients, disconnect cleanup, slow clients, a video-worker restart with clients
+//! connected (same segment: no re-attach), and segments that are replaced (followed). The real
+//! server binary reads a real segment fed by a test writer.
 
 mod common;
 
@@ -328,4 +329,63 @@ fn clients_stay_connected_across_a_video_worker_restart() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(c.count_parts(Duration::from_secs(1)) >= 15);
     server.wait_health(200);
+    // A writer restarting on the same segment never makes the reader move.
+    assert!(
+        !server.log_text().contains("re-created"),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// Waits up to 30 s until both `/healthz` and `/api/detections` answer `code`, polling every
+/// 10 ms; returns how long that took.
+fn wait_fresh(server: &Server, code: u16) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if get(server.addr, "/healthz").status == code
+            && get(server.addr, "/api/detections").status == code
+        {
+            return t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "/healthz and /api/detections never both answered {code}; log:\n{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn replaced_frame_and_detections_segments_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(dir.path());
+    setup.frame_timeout_sec = 0.5;
+    let seg = setup.frame_segment();
+    let det = Segment::detections(&setup.det_name);
+    let feed = seg.feed(30);
+    let dets = DetectionsFeed::start(&det);
+    let server = Server::start(&setup, dir.path());
+    wait_fresh(&server, 200);
+    // The old writers stop for good: frames and detections go stale.
+    feed.stop();
+    drop(dets);
+    wait_fresh(&server, 503);
+
+    // Standalone workers that restart unlink their segments and create new ones. Fresh
+    // frames and detections can only come from those.
+    let seg2 = setup.frame_segment();
+    let det2 = Segment::detections(&setup.det_name);
+    let _feed = seg2.feed(30);
+    let _dets = DetectionsFeed::start(&det2);
+    let took = wait_fresh(&server, 200);
+    println!(
+        "fresh frames and detections from the re-created segments {} ms after their writers started",
+        took.as_millis()
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("the frame segment was re-created; following the new one")
+            && log.contains("the detections segment was re-created; following the new one"),
+        "{log}"
+    );
 }

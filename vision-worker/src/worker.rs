@@ -12,9 +12,9 @@
 //! - A dead or restarting video worker is an outage, not an error: the loop keeps waiting
 //!   (heartbeating in the reader table, so the supervisor's watchdog sees a live worker), logs
 //!   once when frames stop and once when they come back. A standalone video worker that was
-//!   restarted recreates its segment; the loop notices the new segment and re-attaches.
+//!   restarted recreates its segment; the loop follows the new segment
+//!   ([`Reader::follow_replaced`]).
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -127,12 +127,6 @@ impl Drop for CreatedChannel {
             Err(e) => warn!("{e}"),
         }
     }
-}
-
-/// Which object the frame segment is: a standalone video worker that restarts replaces it.
-fn segment_identity(loc: &SegmentLocation) -> Option<(u64, u64)> {
-    let path = loc.existing_path()?;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn attach(loc: &SegmentLocation, timeout: Duration) -> Result<Reader, WorkerError> {
@@ -278,7 +272,6 @@ pub fn run(
         info!("stopped while waiting for the frame segment");
         return Ok(RunSummary::default());
     };
-    let mut identity = segment_identity(&frames_loc);
     info!(
         segment = frames_loc.name(),
         path = %reader.info().path.display(),
@@ -315,7 +308,6 @@ pub fn run(
     let mut last_frame_at = Instant::now();
     let mut last_number = 0u64;
     let mut outage: Option<Instant> = None;
-    let mut last_identity_check = Instant::now();
     let mut frame_errors = 0u64;
     let (mut detect_ms, mut latency_ms) = (Window::default(), Window::default());
     let mut stats_at = Instant::now();
@@ -350,25 +342,16 @@ pub fn run(
                 summary.outages += 1;
             }
             // A standalone video worker that restarts makes a new segment: follow it.
-            if outage.is_some()
-                && now.duration_since(last_identity_check) >= Duration::from_millis(500)
-            {
-                last_identity_check = now;
-                let current = segment_identity(&frames_loc);
-                if current.is_some() && current != identity {
-                    match attach(&frames_loc, Duration::ZERO) {
-                        Ok(r) => {
-                            info!(
-                                segment = frames_loc.name(),
-                                "the frame segment was recreated; re-attached"
-                            );
-                            reader = r;
-                            identity = current;
-                            last_number = 0;
-                        }
-                        Err(e) => debug!("cannot re-attach yet: {e}"),
-                    }
+            match reader.follow_replaced() {
+                Ok(true) => {
+                    info!(
+                        segment = frames_loc.name(),
+                        "the frame segment was recreated; re-attached"
+                    );
+                    last_number = 0;
                 }
+                Ok(false) => {}
+                Err(e) => debug!("cannot re-attach yet: {e}"),
             }
             continue;
         }

@@ -370,6 +370,10 @@ fn detects_survives_a_writer_restart_and_cleans_up() {
         1,
         "one line per recovery:\n{err}"
     );
+    assert!(
+        !err.contains("re-attached"),
+        "a writer restarting on the same segment never makes the reader move:\n{err}"
+    );
     drop(det);
     assert!(
         s.detections.existing_path().is_none(),

@@ -39,6 +39,14 @@ impl Histogram {
         self.counts.iter().map(|c| c.load(Relaxed)).sum()
     }
 
+    /// Mean of all observations in seconds; 0 without any.
+    pub fn mean_secs(&self) -> f64 {
+        match self.count() {
+            0 => 0.0,
+            n => self.sum_ns.load(Relaxed) as f64 / 1e9 / n as f64,
+        }
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
