@@ -79,10 +79,15 @@ fn dashboard_works_in_headless_chromium() {
         .expect("node is installed");
     let pid = node.id();
     // Kill the browser driver if the whole check takes unreasonably long.
+    // The child is reaped only after the watchdog has been joined, so its pid cannot have been
+    // reused by then.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(360));
-        // Harmless if it already exited (ESRCH).
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            done_rx.recv_timeout(Duration::from_secs(360))
+        {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     });
     let stderr = Arc::new(Mutex::new(String::new()));
     let stderr2 = stderr.clone();
@@ -115,8 +120,20 @@ fn dashboard_works_in_headless_chromium() {
             other => println!("node: {other}"),
         }
     }
-    let status = node.wait().unwrap();
-    drop(watchdog);
+    let _ = done_tx.send(());
+    watchdog.join().unwrap();
+    // Its stdout is closed: it is exiting. Give it a while, then make sure.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = node.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = node.kill();
+            break node.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     std::thread::sleep(Duration::from_millis(100));
     assert!(
         ok && status.success(),
