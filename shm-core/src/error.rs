@@ -146,7 +146,7 @@ pub enum OpenError {
     },
     /// The header's latest frame number leaves no next one (only a corrupted or hostile
     /// segment says so).
-    #[error("segment {name} says its latest frame is {latest}, which leaves no next frame number; the segment is corrupt, stop the supervisor so it recreates the segment")]
+    #[error("segment {name} says its latest frame is {latest}, which leaves no next frame number; the segment is corrupt; unlink it so that its creator makes it anew")]
     Exhausted {
         /// The segment name.
         name: String,
@@ -185,4 +185,43 @@ pub enum ReadError {
         /// What is wrong.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// shm-core knows segments, writers and readers, not who runs them: no message may send
+    /// the user to a worker, the supervisor or a camera.
+    #[test]
+    fn messages_name_no_process_of_the_product() {
+        let source = include_str!("error.rs");
+        // Each `#[error(...)]` attribute, joined across its lines.
+        let mut messages = Vec::new();
+        let mut open: Option<String> = None;
+        for line in source.lines().map(str::trim) {
+            if let Some(m) = open.as_mut() {
+                m.push_str(line);
+            } else if line.starts_with("#[error(") {
+                open = Some(line.to_string());
+            }
+            if open.is_some() && line.ends_with(")]") {
+                messages.extend(open.take());
+            }
+        }
+        assert!(messages.len() >= 15, "found only {messages:?}");
+        for m in &messages {
+            // Quoted examples (a segment name like \"billiards_video\") are names, not advice.
+            let words: String = m.split("\\\"").step_by(2).collect();
+            let lower = words.to_lowercase();
+            for word in [
+                "video",
+                "vision",
+                "stream",
+                "supervisor",
+                "worker",
+                "camera",
+            ] {
+                assert!(!lower.contains(word), "shm-core knows no {word}: {m}");
+            }
+        }
+    }
 }
