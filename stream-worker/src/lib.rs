@@ -38,6 +38,7 @@ pub mod pool;
 pub mod push;
 pub mod query;
 pub mod routes;
+pub mod shots;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
