@@ -38,8 +38,7 @@ impl ShotLog {
         let Ok(mut h) = self.history.lock() else {
             return false;
         };
-        if h
-            .front()
+        if h.front()
             .is_some_and(|s| s.id == shot.id && s.start_frame == shot.start_frame)
         {
             return false;

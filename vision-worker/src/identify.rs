@@ -191,10 +191,7 @@ mod tests {
         let mx = b.max(g).max(r);
         KindFeatures {
             colour: 0.6,
-            hue: [
-                (r - 0.5 * (g + b)) / mx,
-                0.866_025_4 * (g - b) / mx,
-            ],
+            hue: [(r - 0.5 * (g + b)) / mx, 0.866_025_4 * (g - b) / mx],
             value,
             n: 200,
             ..KindFeatures::default()
@@ -202,9 +199,7 @@ mod tests {
     }
 
     fn best(p: &[f32; NUMBERS]) -> usize {
-        (0..NUMBERS)
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-            .unwrap()
+        (0..NUMBERS).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap()
     }
 
     #[test]
@@ -221,7 +216,10 @@ mod tests {
         assert_eq!(best(&evidence(BallKind::Solid, &maroon)), 7);
         assert_eq!(best(&evidence(BallKind::Stripe, &maroon)), 15);
         assert_eq!(best(&evidence(BallKind::Cue, &KindFeatures::default())), 0);
-        assert_eq!(best(&evidence(BallKind::Eight, &KindFeatures::default())), 8);
+        assert_eq!(
+            best(&evidence(BallKind::Eight, &KindFeatures::default())),
+            8
+        );
         let p = evidence(BallKind::Unknown, &KindFeatures::default());
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }

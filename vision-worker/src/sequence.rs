@@ -107,6 +107,12 @@ impl SequenceScore {
         self.det_shots.reset();
     }
 
+    /// Forgets which id each ball had (the balls were laid out anew: a tracker cannot follow
+    /// balls that jump across the table, and need not).
+    pub fn forget_ids(&mut self) {
+        self.last_id.clear();
+    }
+
     /// Scores frame number `frame` (frames are consecutive, at the score's fps).
     pub fn add(&mut self, frame: u64, truth: &TruthFrame<'_>, det: &TrackedFrame<'_>) {
         self.frames += 1;
@@ -204,12 +210,16 @@ impl SequenceScore {
         let mut used = vec![false; self.det_pockets.len()];
         let mut found = 0;
         for &(f, n) in &self.truth_pockets {
-            let hit = self.det_pockets.iter().enumerate().position(|(j, &(g, m))| {
-                !used[j]
-                    && m == n
-                    && g + POCKET_EARLY_FRAMES >= f
-                    && g <= f + POCKET_LATE_FRAMES
-            });
+            let hit = self
+                .det_pockets
+                .iter()
+                .enumerate()
+                .position(|(j, &(g, m))| {
+                    !used[j]
+                        && m == n
+                        && g + POCKET_EARLY_FRAMES >= f
+                        && g <= f + POCKET_LATE_FRAMES
+                });
             if let Some(j) = hit {
                 used[j] = true;
                 found += 1;

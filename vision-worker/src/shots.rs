@@ -260,6 +260,9 @@ mod tests {
         assert_eq!(f.shots[0].cue_ball_first_hit, None);
         assert_eq!(f.shots[0].balls_moved, vec![5]);
         assert_eq!(f.shots[1].id, 2);
-        assert_eq!(f.shots[1].cue_ball_first_hit, None, "the cue ball hit nothing");
+        assert_eq!(
+            f.shots[1].cue_ball_first_hit, None,
+            "the cue ball hit nothing"
+        );
     }
 }

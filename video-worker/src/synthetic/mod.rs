@@ -146,6 +146,9 @@ pub struct GroundTruth {
     /// still one and ends when the table has been still for 0.5 s; in play mode the table is
     /// still for 0.6-3 s between shots.
     pub moving: bool,
+    /// Which layout of the balls this is (from 1): when it changes, every ball was put
+    /// somewhere new at once (a new rack), so ids need not carry over.
+    pub layout: u64,
 }
 
 /// Why a scene could not be made.
@@ -440,6 +443,7 @@ impl Scene {
             table_corners: [[0.0; 2]; 4],
             pocketed: Vec::new(),
             moving: false,
+            layout: 0,
         };
         self.ground_truth_into(&mut gt);
         gt
@@ -466,6 +470,7 @@ impl Scene {
         out.pocketed.clear();
         out.pocketed.extend_from_slice(&self.pocketed);
         out.moving = self.table.moving();
+        out.layout = self.table.layouts;
     }
 
     /// Corners of the playing surface in frame pixels (see [`GroundTruth::table_corners`]).

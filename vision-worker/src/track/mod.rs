@@ -111,10 +111,14 @@ impl Track {
         if let Some(n) = self.number {
             return BallKind::from_number(n as u32);
         }
-        let (i, _) = self.kind_votes.iter().enumerate().fold(
-            (4, 0.0f32),
-            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-        );
+        let (i, _) = self
+            .kind_votes
+            .iter()
+            .enumerate()
+            .fold(
+                (4, 0.0f32),
+                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+            );
         BallKind::ALL[i]
     }
 
