@@ -68,8 +68,8 @@ fn ids_follow_moving_balls_and_velocities_are_measured() {
             ],
             i * FRAME_NS,
         );
-        if i >= 3 {
-            // A few sightings of evidence first: `null` rather than a guess.
+        if i >= 2 {
+            // Three sightings of evidence first: `null` rather than a guess.
             assert_eq!(last[1].number, Some(0), "the cue ball is identified");
             assert_eq!(last[1].id, 0, "an identified ball's id is its number");
         } else {
