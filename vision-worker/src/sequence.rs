@@ -58,6 +58,8 @@ pub struct SequenceScore {
     pub numbers_null: u64,
     /// Times a true ball was matched to another id than the last time it was matched.
     pub id_switches: u64,
+    /// `numbers[truth][reported]` over the matched balls; column 16 is `null`.
+    pub numbers: [[u64; 17]; 16],
     last_id: HashMap<u32, u64>,
     truth_pockets: Vec<(u64, u8)>,
     det_pockets: Vec<(u64, u8)>,
@@ -137,6 +139,10 @@ impl SequenceScore {
             ud[j] = true;
             let (t, d) = (&truth.balls[i], &det.balls[j]);
             self.matched += 1;
+            if (t.number as usize) < 16 {
+                let col = d.number.map_or(16, |n| (n as usize).min(16));
+                self.numbers[t.number as usize][col] += 1;
+            }
             match d.number {
                 Some(n) if n as u32 == t.number => self.numbers_right += 1,
                 Some(_) => self.numbers_wrong += 1,

@@ -906,6 +906,24 @@ mod sequence {
                 format!("{}/{}/{}", sh.errors.len(), sh.truth, sh.detected),
                 format!("{}/{}", within, sh.errors.len()),
             );
+            if args.verbose {
+                for (t, row) in s.numbers.iter().enumerate() {
+                    let wrong: Vec<String> = row
+                        .iter()
+                        .enumerate()
+                        .filter(|&(c, &k)| c != t && k > 0)
+                        .map(|(c, k)| {
+                            if c == 16 {
+                                format!("null x{k}")
+                            } else {
+                                format!("{c} x{k}")
+                            }
+                        })
+                        .collect();
+                    println!("          truth {t:>2}: right {:>6}, {}", row[t], wrong.join(", "));
+                }
+                println!("          shots (start, end error in frames): {:?}", sh.errors);
+            }
             if !sh.errors.is_empty() {
                 let n = sh.errors.len() as f64;
                 let (ms, me) = sh
