@@ -32,10 +32,14 @@ fn reference_hues() -> [f32; 7] {
     BGR.map(|[b, g, r]| hue_angle([r - 0.5 * (g + b), 0.866_025_4 * (g - b)]))
 }
 
-/// Brightness of red and maroon relative to a typical cloth (what `KindFeatures::value` is
-/// measured against): red is about 1.6 times as bright as maroon.
-const RED_VALUE: f32 = 1.45;
-const MAROON_VALUE: f32 = 0.85;
+/// Brightness of red and maroon relative to the white of the cue ball and the stripes in the
+/// same frame (standard colours: red's strongest channel is about 206 of white's 240,
+/// maroon's 124), so the cloth colour and the light level do not matter.
+const RED_VALUE: f32 = 0.86;
+const MAROON_VALUE: f32 = 0.52;
+/// The same relative to the cloth, for a frame without a white reference (a green cloth).
+const RED_VALUE_CLOTH: f32 = 1.45;
+const MAROON_VALUE_CLOTH: f32 = 0.85;
 /// Spread of the hue around a reference (radians): shading, noise and white balance.
 const HUE_SIGMA: f32 = 0.2;
 /// Spread of the log brightness around a reference.
@@ -47,9 +51,23 @@ fn hue_angle(v: [f32; 2]) -> f32 {
     v[1].atan2(v[0])
 }
 
+/// The frame's white reference: the median brightness of the white of the balls that show a
+/// good deal of it (the cue ball, stripes), relative to the cloth; `None` without any.
+pub fn white_reference(features: impl Iterator<Item = KindFeatures>) -> Option<f32> {
+    let mut v: Vec<f32> = features
+        .filter(|f| f.white >= 0.3 && f.white_value > 0.0)
+        .map(|f| f.white_value)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f32::total_cmp);
+    Some(v[v.len() / 2])
+}
+
 /// Likelihood of each of the seven colours (index 0 = yellow .. 6 = maroon), summing to 1; even
-/// when the features carry no usable colour.
-pub fn colour_likelihood(f: &KindFeatures) -> [f32; 7] {
+/// when the features carry no usable colour. `white` is the frame's [`white_reference`].
+pub fn colour_likelihood(f: &KindFeatures, white: Option<f32>) -> [f32; 7] {
     let chroma = (f.hue[0] * f.hue[0] + f.hue[1] * f.hue[1]).sqrt();
     if f.colour < MIN_COLOUR || chroma < 0.1 {
         return [1.0 / 7.0; 7];
@@ -64,8 +82,21 @@ pub fn colour_likelihood(f: &KindFeatures) -> [f32; 7] {
         }
         let mut e = (d / HUE_SIGMA).powi(2);
         if i == 2 || i == 6 {
-            let want = if i == 2 { RED_VALUE } else { MAROON_VALUE };
-            e += (f.value.max(0.05).ln() - want.ln()).powi(2) / VALUE_SIGMA.powi(2);
+            let (v, want) = match white {
+                Some(w) => (
+                    f.value / w.max(0.05),
+                    if i == 2 { RED_VALUE } else { MAROON_VALUE },
+                ),
+                None => (
+                    f.value,
+                    if i == 2 {
+                        RED_VALUE_CLOTH
+                    } else {
+                        MAROON_VALUE_CLOTH
+                    },
+                ),
+            };
+            e += (v.max(0.05).ln() - want.ln()).powi(2) / VALUE_SIGMA.powi(2);
         }
         *o = (-0.5 * e).exp();
     }
@@ -77,13 +108,17 @@ pub fn colour_likelihood(f: &KindFeatures) -> [f32; 7] {
 }
 
 /// What one sighting of a ball says about its number: a probability for each of the 16
-/// numbers (index = number), from the kind the detector decided and the colour.
-pub fn evidence(kind: BallKind, f: &KindFeatures) -> [f32; NUMBERS] {
+/// numbers (index = number), from the kind the detector decided and the colour; `white` is
+/// the frame's [`white_reference`].
+pub fn evidence(kind: BallKind, f: &KindFeatures, white: Option<f32>) -> [f32; NUMBERS] {
     let mut p = [0.0f32; NUMBERS];
-    let c = colour_likelihood(f);
+    let c = colour_likelihood(f, white);
     // The pattern is more certain than the colour, but not certain: a stripe whose band
     // faces away looks solid-ish for a frame.
     let (cue, eight, solid, stripe) = match kind {
+        // A stripe seen from its pole is white but for a rim of colour: a cue ball with
+        // colour on it is less sure, so a plain white ball wins the 0 over it.
+        BallKind::Cue if f.colour > 0.02 || f.ring_colour > 0.03 => (0.6, 0.02, 0.03, 0.35),
         BallKind::Cue => (0.9, 0.02, 0.02, 0.06),
         BallKind::Eight => (0.02, 0.9, 0.04, 0.04),
         BallKind::Solid => (0.01, 0.04, 0.8, 0.15),
@@ -205,22 +240,34 @@ mod tests {
     #[test]
     fn colour_and_pattern_give_the_number() {
         let orange = features_of([10.0, 106.0, 248.0], 1.5);
-        assert_eq!(best(&evidence(BallKind::Solid, &orange)), 5);
-        assert_eq!(best(&evidence(BallKind::Stripe, &orange)), 13);
+        assert_eq!(best(&evidence(BallKind::Solid, &orange, None)), 5);
+        assert_eq!(best(&evidence(BallKind::Stripe, &orange, None)), 13);
         let green = features_of([62.0, 118.0, 8.0], 0.9);
-        assert_eq!(best(&evidence(BallKind::Solid, &green)), 6);
+        assert_eq!(best(&evidence(BallKind::Solid, &green, None)), 6);
         // Red and maroon share a hue: brightness decides.
         let red = features_of([34.0, 30.0, 206.0], 1.5);
         let maroon = features_of([34.0, 26.0, 124.0], 0.8);
-        assert_eq!(best(&evidence(BallKind::Solid, &red)), 3);
-        assert_eq!(best(&evidence(BallKind::Solid, &maroon)), 7);
-        assert_eq!(best(&evidence(BallKind::Stripe, &maroon)), 15);
-        assert_eq!(best(&evidence(BallKind::Cue, &KindFeatures::default())), 0);
+        assert_eq!(best(&evidence(BallKind::Solid, &red, None)), 3);
+        assert_eq!(best(&evidence(BallKind::Solid, &maroon, None)), 7);
+        assert_eq!(best(&evidence(BallKind::Stripe, &maroon, None)), 15);
+        // With a white reference, brightness relative to it decides, whatever the cloth.
+        let cue = KindFeatures {
+            white: 0.9,
+            white_value: 2.0,
+            ..KindFeatures::default()
+        };
+        let white = white_reference([cue, red, maroon].into_iter());
+        assert_eq!(white, Some(2.0));
+        let bright_red = features_of([34.0, 30.0, 206.0], 1.75);
+        let bright_maroon = features_of([34.0, 26.0, 124.0], 1.05);
+        assert_eq!(best(&evidence(BallKind::Solid, &bright_red, white)), 3);
+        assert_eq!(best(&evidence(BallKind::Solid, &bright_maroon, white)), 7);
+        assert_eq!(best(&evidence(BallKind::Cue, &KindFeatures::default(), None)), 0);
         assert_eq!(
-            best(&evidence(BallKind::Eight, &KindFeatures::default())),
+            best(&evidence(BallKind::Eight, &KindFeatures::default(), None)),
             8
         );
-        let p = evidence(BallKind::Unknown, &KindFeatures::default());
+        let p = evidence(BallKind::Unknown, &KindFeatures::default(), None);
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
 

@@ -28,6 +28,9 @@ pub struct KindFeatures {
     /// Mean brightness of the saturated pixels relative to the cloth next to the ball (tells
     /// red from maroon, which share a hue).
     pub value: f32,
+    /// Mean brightness of the white pixels relative to the cloth next to the ball (0 without
+    /// any): the cue ball's and the stripes' white is the frame's brightness reference.
+    pub white_value: f32,
 }
 
 /// One detected ball, in frame pixels (pixel centres at integer coordinates).

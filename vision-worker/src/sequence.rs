@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use billiards_detections::UNIDENTIFIED_ID_BASE;
+
 use crate::scene::TrueBall;
 use crate::shots::{FrameMotion, ShotDetector};
 use crate::track::TrackedBall;
@@ -56,8 +58,11 @@ pub struct SequenceScore {
     pub numbers_wrong: u64,
     /// ... of which carried no number (`null`).
     pub numbers_null: u64,
-    /// Times a true ball was matched to another id than the last time it was matched.
+    /// Times a true ball was matched to another id than the last time it was matched, except
+    /// its identification (an unidentified id, 100 or more, replaced by its own number).
     pub id_switches: u64,
+    /// Identifications: a ball's unidentified id replaced by its own number.
+    pub identifications: u64,
     /// `numbers[truth][reported]` over the matched balls; column 16 is `null`.
     pub numbers: [[u64; 17]; 16],
     last_id: HashMap<u32, u64>,
@@ -149,7 +154,9 @@ impl SequenceScore {
                 None => self.numbers_null += 1,
             }
             if let Some(prev) = self.last_id.insert(t.number, d.id) {
-                if prev != d.id {
+                if prev >= UNIDENTIFIED_ID_BASE && d.id == t.number as u64 {
+                    self.identifications += 1;
+                } else if prev != d.id {
                     self.id_switches += 1;
                 }
             }
@@ -183,6 +190,11 @@ impl SequenceScore {
         }) {
             self.det_bounds.push((s.start_frame, s.end_frame));
         }
+    }
+
+    /// `(start, end)` frames of the true shots and of the detected ones.
+    pub fn bounds(&self) -> (&[(u64, u64)], &[(u64, u64)]) {
+        (&self.truth_bounds, &self.det_bounds)
     }
 
     /// Number accuracy over the detected balls matched to a true one (`null` counts as wrong).
@@ -332,7 +344,8 @@ mod tests {
         assert_eq!(s.numbers_null, 10);
         assert!((s.number_accuracy() - 0.95).abs() < 1e-9);
         assert_eq!(s.given_accuracy(), 1.0);
-        assert_eq!(s.id_switches, 1);
+        assert_eq!(s.id_switches, 0, "identifying the 5 is not a switch");
+        assert_eq!(s.identifications, 1);
         assert_eq!(
             s.pockets(),
             PocketFigures {

@@ -854,6 +854,7 @@ mod latency {
 /// `--sequence`: the tracker, numbers, pockets and shots over time (issue #14).
 mod sequence {
     use super::*;
+    use billiards_vision_worker::identify;
     use billiards_vision_worker::sequence::{SequenceScore, TrackedFrame, TruthFrame};
     use billiards_vision_worker::track::Tracker;
 
@@ -869,7 +870,7 @@ mod sequence {
         }
         println!();
         println!(
-            "{:<9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>14} {:>13} {:>13} {:>10}",
+            "{:<9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} {:>14} {:>13} {:>13} {:>10}",
             "renderer",
             "frames",
             "matched",
@@ -877,6 +878,7 @@ mod sequence {
             "given",
             "null",
             "switches",
+            "idents",
             "per_10bm",
             "pockets f/t/d",
             "pocket_r/p",
@@ -888,7 +890,7 @@ mod sequence {
             let sh = s.shots();
             let within = sh.errors.iter().filter(|(a, b)| *a <= 3 && *b <= 3).count();
             println!(
-                "{:<9} {:>7} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>10.3} {:>14} {:>13} {:>13} {:>10}",
+                "{:<9} {:>7} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>7} {:>10.3} {:>14} {:>13} {:>13} {:>10}",
                 name,
                 s.frames,
                 s.matched,
@@ -896,6 +898,7 @@ mod sequence {
                 s.given_accuracy(),
                 s.null_rate(),
                 s.id_switches,
+                s.identifications,
                 10.0 * s.switches_per_ball_minute(),
                 format!("{}/{}/{}", p.found, p.truth, p.detected),
                 format!(
@@ -923,6 +926,9 @@ mod sequence {
                     println!("          truth {t:>2}: right {:>6}, {}", row[t], wrong.join(", "));
                 }
                 println!("          shots (start, end error in frames): {:?}", sh.errors);
+                let (tb, db) = s.bounds();
+                println!("          true shots (start, end frame): {tb:?}");
+                println!("          detected shots:                {db:?}");
             }
             if !sh.errors.is_empty() {
                 let n = sh.errors.len() as f64;
@@ -956,6 +962,8 @@ mod sequence {
         let mut frame = 0u64;
         // Seconds in detection, seconds in tracking, frames.
         let mut timing = (0.0f64, 0.0f64, 0u64);
+        // Per true number: summed colour value / white, summed hue (degrees), sightings.
+        let mut looks = [(0.0f64, 0.0f64, 0u64); 16];
         for g in 0..seeds {
             let seed = args.first_seed + g as u64;
             let style = if args.plain {
@@ -989,6 +997,23 @@ mod sequence {
                 tracker.set_table(d.table.map(|t| t.corners));
                 let t_ns = (frame as f64 * 1e9 / FPS) as u64;
                 let tracked = tracker.update(&d.balls, t_ns);
+                if args.verbose {
+                    // What the number is read from, per true number.
+                    let white = identify::white_reference(d.balls.iter().map(|b| b.features));
+                    for t in &truth.balls {
+                        let near = d.balls.iter().find(|b| {
+                            (b.x - t.x).powi(2) + (b.y - t.y).powi(2) <= t.radius.powi(2)
+                        });
+                        if let (Some(b), Some(w), Some(acc)) =
+                            (near, white, looks.get_mut(t.number as usize))
+                        {
+                            let f = b.features;
+                            acc.0 += (f.value / w) as f64;
+                            acc.1 += f.hue[1].atan2(f.hue[0]).to_degrees() as f64;
+                            acc.2 += 1;
+                        }
+                    }
+                }
                 timing.0 += (t1 - t0).as_secs_f64();
                 timing.1 += t1.elapsed().as_secs_f64();
                 timing.2 += 1;
@@ -1015,6 +1040,16 @@ mod sequence {
                 (score.numbers_right - before.1) as f64 / m.max(1) as f64,
                 score.id_switches - before.2
             );
+        }
+        if args.verbose {
+            for (n, (v, h, k)) in looks.iter().enumerate() {
+                let k = (*k).max(1) as f64;
+                println!(
+                    "  number {n:>2}: colour value / white {:.3}, hue {:.1} deg",
+                    v / k,
+                    h / k
+                );
+            }
         }
         let n = timing.2.max(1) as f64;
         println!(

@@ -48,6 +48,13 @@ const MAX_EXTRAPOLATE_S: f32 = 0.1;
 /// Gate of the second (re-association) pass, in radii on top of the travel at the track's
 /// speed.
 const REASSOCIATE_RADII: f32 = 12.0;
+/// Association cost of a detection that does not look like the track's number, in radii.
+const IDENTITY_RADII: f32 = 6.0;
+/// Sightings of a new track whose displacements do not count as motion.
+const SETTLE_SIGHTINGS: u32 = 3;
+/// After the tracker starts (or is reset) nothing counts as motion for this long: the
+/// detector settles its radius estimate on the first frames, which shifts the centres a little.
+const WARMUP_NS: u64 = 700_000_000;
 /// Frame period the still threshold is given for.
 const FRAME_S: f32 = 1.0 / 30.0;
 
@@ -91,6 +98,9 @@ struct Track {
     confidence: f32,
     moving: bool,
     seen: bool,
+    /// Sightings so far: a track's first few displacements are not motion (a ball that just
+    /// came into view, or the detector settling on the first frames).
+    sightings: u32,
 }
 
 impl Track {
@@ -122,14 +132,23 @@ impl Track {
         BallKind::ALL[i]
     }
 
-    /// Whether `b` is plainly another ball than this confidently identified one (a ball
-    /// struck in a break lands next to the spot its neighbour just left).
-    fn plainly_not(&self, b: &Ball) -> bool {
+    /// Whether a ball with evidence `e` is plainly another ball than this confidently
+    /// identified one (a ball struck in a break lands next to the spot its neighbour just
+    /// left).
+    fn plainly_not(&self, e: &[f32; NUMBERS]) -> bool {
         match self.number {
-            Some(n) if self.confidence > 0.5 => {
-                identify::evidence(b.kind, &b.features)[n as usize] < 0.005
-            }
+            Some(n) if self.confidence > 0.5 => e[n as usize] < 0.005,
             _ => false,
+        }
+    }
+
+    /// Association cost, in radii, of a ball with evidence `e` for this track's number: a
+    /// ball that does not look like it costs as much as several radii of distance (after a
+    /// collision the cue ball's prediction lands on the ball it hit).
+    fn identity_cost(&self, e: &[f32; NUMBERS]) -> f32 {
+        match self.number {
+            Some(n) => IDENTITY_RADII * (1.0 - (e[n as usize] * 4.0).min(1.0)),
+            None => 0.0,
         }
     }
 
@@ -149,6 +168,8 @@ pub struct Tracker {
     pockets: Vec<[f32; 2]>,
     pocketed: Vec<u8>,
     motion: bool,
+    /// Capture time of the first update since the start or the last reset.
+    started_ns: Option<u64>,
 }
 
 impl Tracker {
@@ -162,6 +183,7 @@ impl Tracker {
         self.tracks.clear();
         self.pocketed.clear();
         self.motion = false;
+        self.started_ns = None;
     }
 
     /// Number of live tracks (seen or remembered).
@@ -196,12 +218,18 @@ impl Tracker {
     /// ids, numbers, velocities and motion, in the order of `balls`.
     pub fn update(&mut self, balls: &[Ball], t_ns: u64) -> Vec<TrackedBall> {
         self.pocketed.clear();
-        let track_of = self.associate(balls, t_ns);
+        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
+        let white = identify::white_reference(balls.iter().map(|b| b.features));
+        let evidence: Vec<[f32; NUMBERS]> = balls
+            .iter()
+            .map(|b| identify::evidence(b.kind, &b.features, white))
+            .collect();
+        let track_of = self.associate(balls, &evidence, t_ns);
         let mut used = vec![false; self.tracks.len()];
         let mut index_of = vec![usize::MAX; balls.len()];
         for (bi, b) in balls.iter().enumerate() {
             let kind_i = BallKind::ALL.iter().position(|&k| k == b.kind).unwrap_or(4);
-            let e = identify::evidence(b.kind, &b.features);
+            let e = evidence[bi];
             let ti = track_of[bi];
             if ti == usize::MAX {
                 let mut kind_votes = [0.0; 5];
@@ -222,6 +250,7 @@ impl Tracker {
                     confidence: 0.0,
                     moving: false,
                     seen: true,
+                    sightings: 1,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -261,7 +290,8 @@ impl Tracker {
                     t.vy = 0.0;
                 }
             }
-            t.moving = !still && dt > 0.0;
+            t.sightings = t.sightings.saturating_add(1);
+            t.moving = !still && dt > 0.0 && t.sightings > SETTLE_SIGHTINGS && warm;
             t.r = 0.8 * t.r + 0.2 * b.radius;
             t.t_ns = t_ns;
             t.seen = true;
@@ -309,10 +339,10 @@ impl Tracker {
     }
 
     /// For each ball, the index of its track, or `usize::MAX` for a new one.
-    fn associate(&self, balls: &[Ball], t_ns: u64) -> Vec<usize> {
+    fn associate(&self, balls: &[Ball], evidence: &[[f32; NUMBERS]], t_ns: u64) -> Vec<usize> {
         let mut track_of = vec![usize::MAX; balls.len()];
         let mut used = vec![false; self.tracks.len()];
-        // Pass 1: near the prediction.
+        // Pass 1: near the prediction, cheapest first (distance plus identity).
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, t) in self.tracks.iter().enumerate() {
             let (px, py) = t.predict(t_ns);
@@ -320,8 +350,9 @@ impl Tracker {
             for (bi, b) in balls.iter().enumerate() {
                 let gate = 1.5 * b.radius + 0.5 * travel;
                 let d = ((b.x - px).powi(2) + (b.y - py).powi(2)).sqrt();
-                if d <= gate && !t.plainly_not(b) {
-                    pairs.push((d, ti, bi));
+                if d <= gate && !t.plainly_not(&evidence[bi]) {
+                    let cost = d / b.radius.max(1.0) + t.identity_cost(&evidence[bi]);
+                    pairs.push((cost, ti, bi));
                 }
             }
         }
@@ -350,12 +381,7 @@ impl Tracker {
                 if d > REASSOCIATE_RADII * r + 1.5 * travel {
                     continue;
                 }
-                let mut cost = d / r;
-                if let Some(n) = t.number {
-                    let e = identify::evidence(b.kind, &b.features);
-                    cost += 6.0 * (1.0 - (e[n as usize] * 4.0).min(1.0));
-                }
-                pairs.push((cost, ti, bi));
+                pairs.push((d / r + t.identity_cost(&evidence[bi]), ti, bi));
             }
         }
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));

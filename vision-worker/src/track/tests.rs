@@ -2,6 +2,15 @@ use super::*;
 use crate::model::KindFeatures;
 
 const FRAME_NS: u64 = 33_333_333;
+/// When tests start: after the tracker's warm-up.
+const T0: u64 = 1_000_000_000;
+
+/// A tracker past its warm-up (started at 0, now at [`T0`]).
+fn warmed() -> Tracker {
+    let mut t = Tracker::new();
+    t.update(&[], 0);
+    t
+}
 
 fn ball(x: f32, y: f32, kind: BallKind) -> Ball {
     Ball {
@@ -46,13 +55,13 @@ fn numbered(x: f32, y: f32, number: u8) -> Ball {
 
 #[test]
 fn ids_follow_moving_balls_and_velocities_are_measured() {
-    let mut t = Tracker::new();
+    let mut t = warmed();
     let first = t.update(
         &[
             ball(100.0, 100.0, BallKind::Cue),
             ball(300.0, 100.0, BallKind::Solid),
         ],
-        0,
+        T0,
     );
     let (a, b) = (first[0].id, first[1].id);
     assert_ne!(a, b);
@@ -66,7 +75,7 @@ fn ids_follow_moving_balls_and_velocities_are_measured() {
                 ball(300.0, 100.0, BallKind::Solid),
                 ball(x, 100.0, BallKind::Cue),
             ],
-            i * FRAME_NS,
+            T0 + i * FRAME_NS,
         );
         if i >= 2 {
             // Three sightings of evidence first: `null` rather than a guess.
@@ -76,9 +85,10 @@ fn ids_follow_moving_balls_and_velocities_are_measured() {
             assert_eq!(last[1].number, None);
             assert_eq!(last[1].id, a);
         }
-        assert!(last[1].moving);
+        // A new track's first displacements are not motion.
+        assert_eq!(last[1].moving, i >= 3, "frame {i}");
         assert!(!last[0].moving);
-        assert!(t.motion());
+        assert_eq!(t.motion(), i >= 3);
     }
     // A solid of unknown colour is never given a number.
     assert_eq!(last[0].number, None);
@@ -140,7 +150,7 @@ fn a_hidden_ball_keeps_its_id_for_a_second_and_no_longer() {
 fn a_break_keeps_every_id() {
     // Six balls in a row, struck apart: each moves 4-7 radii per frame, diverging, through
     // the spots the others just left.
-    let mut t = Tracker::new();
+    let mut t = warmed();
     let start: Vec<(f32, f32)> = (0..6).map(|i| (400.0 + 20.5 * i as f32, 300.0)).collect();
     let numbers = [1u8, 9, 3, 11, 5, 13];
     let at = |k: u64| -> Vec<Ball> {
@@ -159,7 +169,7 @@ fn a_break_keeps_every_id() {
             })
             .collect()
     };
-    let mut now = 0;
+    let mut now = T0;
     let mut ids = Vec::new();
     for _ in 0..10 {
         ids = t.update(&at(0), now).iter().map(|b| b.id).collect();
@@ -196,7 +206,7 @@ fn numbers_are_unique_per_frame() {
 
 #[test]
 fn a_ball_rolling_into_a_pocket_is_reported_once() {
-    let mut t = Tracker::new();
+    let mut t = warmed();
     t.set_table(Some([
         [50.0, 50.0],
         [850.0, 50.0],
@@ -204,7 +214,7 @@ fn a_ball_rolling_into_a_pocket_is_reported_once() {
         [50.0, 450.0],
     ]));
     let still = numbered(400.0, 250.0, 2);
-    let mut now = 0;
+    let mut now = T0;
     for _ in 0..10 {
         t.update(&[numbered(200.0, 200.0, 6), still], now);
         now += FRAME_NS;
@@ -231,14 +241,14 @@ fn a_ball_rolling_into_a_pocket_is_reported_once() {
 
 #[test]
 fn a_ball_hidden_in_mid_table_is_not_pocketed() {
-    let mut t = Tracker::new();
+    let mut t = warmed();
     t.set_table(Some([
         [50.0, 50.0],
         [850.0, 50.0],
         [850.0, 450.0],
         [50.0, 450.0],
     ]));
-    let mut now = 0;
+    let mut now = T0;
     for k in 0..10 {
         t.update(&[numbered(300.0 + 8.0 * k as f32, 250.0, 1)], now);
         now += FRAME_NS;
