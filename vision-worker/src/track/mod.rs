@@ -36,7 +36,7 @@ const POCKET_RADII: f32 = 3.5;
 /// Decay of a track's number votes per sighting: about the last 30 sightings count.
 const VOTE_DECAY: f32 = 0.97;
 /// Share of the votes the best number needs before it is given.
-const MIN_SHARE: f32 = 0.5;
+const MIN_SHARE: f32 = 0.4;
 /// Summed votes (about sightings) before a number is given at all.
 const MIN_EVIDENCE: f32 = 2.5;
 /// Extra pull of the number a track already has, so numbers do not flicker between
