@@ -38,8 +38,8 @@ pub mod pool;
 pub mod push;
 pub mod query;
 pub mod routes;
-pub mod shots;
 pub mod server;
+pub mod shots;
 pub mod shutdown;
 pub mod stream;
 

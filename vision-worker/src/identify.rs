@@ -262,7 +262,10 @@ mod tests {
         let bright_maroon = features_of([34.0, 26.0, 124.0], 1.05);
         assert_eq!(best(&evidence(BallKind::Solid, &bright_red, white)), 3);
         assert_eq!(best(&evidence(BallKind::Solid, &bright_maroon, white)), 7);
-        assert_eq!(best(&evidence(BallKind::Cue, &KindFeatures::default(), None)), 0);
+        assert_eq!(
+            best(&evidence(BallKind::Cue, &KindFeatures::default(), None)),
+            0
+        );
         assert_eq!(
             best(&evidence(BallKind::Eight, &KindFeatures::default(), None)),
             8

@@ -43,7 +43,7 @@ pub struct TrackedFrame<'a> {
 }
 
 /// Shot boundaries, start and end frame.
-type Bounds = (u64, u64);
+pub type Bounds = (u64, u64);
 
 /// The sequence figures.
 #[derive(Debug, Default)]
@@ -193,7 +193,7 @@ impl SequenceScore {
     }
 
     /// `(start, end)` frames of the true shots and of the detected ones.
-    pub fn bounds(&self) -> (&[(u64, u64)], &[(u64, u64)]) {
+    pub fn bounds(&self) -> (&[Bounds], &[Bounds]) {
         (&self.truth_bounds, &self.det_bounds)
     }
 

@@ -923,9 +923,16 @@ mod sequence {
                             }
                         })
                         .collect();
-                    println!("          truth {t:>2}: right {:>6}, {}", row[t], wrong.join(", "));
+                    println!(
+                        "          truth {t:>2}: right {:>6}, {}",
+                        row[t],
+                        wrong.join(", ")
+                    );
                 }
-                println!("          shots (start, end error in frames): {:?}", sh.errors);
+                println!(
+                    "          shots (start, end error in frames): {:?}",
+                    sh.errors
+                );
                 let (tb, db) = s.bounds();
                 println!("          true shots (start, end frame): {tb:?}");
                 println!("          detected shots:                {db:?}");

@@ -121,11 +121,7 @@ pub(crate) fn features(
             [0.0, 0.0]
         },
         value: if nc > 0 { value / nc as f32 } else { 0.0 },
-        white_value: if nw > 0 {
-            white_value / nw as f32
-        } else {
-            0.0
-        },
+        white_value: if nw > 0 { white_value / nw as f32 } else { 0.0 },
     }
 }
 
