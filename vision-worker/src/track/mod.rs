@@ -50,6 +50,10 @@ const MAX_EXTRAPOLATE_S: f32 = 0.1;
 const REASSOCIATE_RADII: f32 = 12.0;
 /// Association cost of a detection that does not look like the track's number, in radii.
 const IDENTITY_RADII: f32 = 6.0;
+/// A still ball's displacement must exceed this many times its jitter to count as motion.
+const JITTER_FACTOR: f32 = 3.0;
+/// ... but never more than this many radii per frame.
+const MAX_STILL_RADII: f32 = 0.15;
 /// Sightings of a new track whose displacements do not count as motion.
 const SETTLE_SIGHTINGS: u32 = 3;
 /// After the tracker starts (or is reset) nothing counts as motion for this long: the
@@ -98,6 +102,9 @@ struct Track {
     confidence: f32,
     moving: bool,
     seen: bool,
+    /// Typical displacement of this ball between sightings while it is still (the
+    /// detector's jitter on it, which noise raises), frame pixels.
+    jitter: f32,
     /// Sightings so far: a track's first few displacements are not motion (a ball that just
     /// came into view, or the detector settling on the first frames).
     sightings: u32,
@@ -251,6 +258,7 @@ impl Tracker {
                     moving: false,
                     seen: true,
                     sightings: 1,
+                    jitter: STILL_PX / JITTER_FACTOR,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -263,8 +271,17 @@ impl Tracker {
             let dt = t_ns.saturating_sub(t.t_ns) as f32 * 1e-9;
             let (dx, dy) = (b.x - t.x, b.y - t.y);
             let disp = (dx * dx + dy * dy).sqrt();
-            // The jitter allowance is per frame; a ball unseen for a while may have crept.
-            let still = disp < STILL_PX * (dt / FRAME_S).max(1.0);
+            // The jitter allowance is per frame (a ball unseen for a while may have crept),
+            // and grows with this ball's own jitter on noisy frames, up to a limit so that a
+            // slowly rolling ball still counts as moving.
+            // (`min` then `max`: on small balls the cap may be below STILL_PX, which wins.)
+            let allowance = (JITTER_FACTOR * t.jitter)
+                .min(MAX_STILL_RADII * t.r)
+                .max(STILL_PX);
+            let still = disp < allowance * (dt / FRAME_S).max(1.0);
+            if still && dt <= 2.5 * FRAME_S {
+                t.jitter = 0.95 * t.jitter + 0.05 * disp;
+            }
             if dt > 0.0 {
                 let (ivx, ivy) = if still {
                     (0.0, 0.0)

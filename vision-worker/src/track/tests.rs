@@ -269,3 +269,20 @@ fn pockets_are_corners_and_long_side_middles() {
     let p = pockets_of(&[[0.0, 0.0], [100.0, 0.0], [100.0, 200.0], [0.0, 200.0]]);
     assert!(p.contains(&[100.0, 100.0]) && p.contains(&[0.0, 100.0]));
 }
+
+#[test]
+fn tiny_balls_still_get_the_minimum_motion_threshold() {
+    // At 2 px the radius-based cap is below the jitter floor: the floor wins (no panic).
+    let mut t = warmed();
+    let mut b = ball(100.0, 100.0, BallKind::Cue);
+    b.radius = 2.0;
+    let mut now = T0;
+    for k in 0..10 {
+        b.x = 100.0 + 0.3 * (k % 2) as f32;
+        let out = t.update(&[b], now);
+        assert!(!out[0].moving, "frame {k}");
+        now += FRAME_NS;
+    }
+    b.x += 5.0;
+    assert!(t.update(&[b], now)[0].moving);
+}
