@@ -17,6 +17,7 @@ use shm_core::{AttachError, AttachOptions, Reader, SegmentLocation};
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
+use crate::shots::ShotLog;
 
 pub use billiards_detections::BallKind;
 
@@ -61,6 +62,9 @@ pub struct Detections {
     /// The balls found.
     #[serde(default)]
     pub balls: Vec<Ball>,
+    /// The newest finished shot, repeated for a while after it ended.
+    #[serde(default)]
+    pub shot: Option<billiards_detections::ShotJson>,
 }
 
 impl Detections {
@@ -121,6 +125,8 @@ pub struct DetectionsHub {
     problem: Mutex<String>,
     /// Every new result, for the push API: it forwards each one the moment it is read.
     pushed: tokio::sync::watch::Sender<Option<Arc<Latest>>>,
+    /// The shots the results announced (`/api/shots`, the push API's `shot`).
+    pub shots: ShotLog,
 }
 
 impl DetectionsHub {
@@ -133,11 +139,22 @@ impl DetectionsHub {
                 "waiting for the detections segment {segment}; is the vision worker running?"
             )),
             pushed: tokio::sync::watch::Sender::new(None),
+            shots: ShotLog::default(),
         }
     }
 
     /// Stores a new result.
     pub fn set(&self, latest: Latest) {
+        if let Some(shot) = &latest.parsed.shot {
+            if self.shots.record(shot) {
+                info!(
+                    shot = shot.id,
+                    start_frame = shot.start_frame,
+                    end_frame = shot.end_frame,
+                    "shot recorded"
+                );
+            }
+        }
         let latest = Arc::new(latest);
         if let Ok(mut l) = self.latest.lock() {
             *l = Some(latest.clone());

@@ -293,6 +293,7 @@ mod tests {
                     kind: BallKind::Stripe,
                 },
             ],
+            shot: None,
         };
         let plain = encode(&f, 90, None, &mut scratch).unwrap();
         let with = encode(

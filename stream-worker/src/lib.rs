@@ -39,6 +39,7 @@ pub mod push;
 pub mod query;
 pub mod routes;
 pub mod server;
+pub mod shots;
 pub mod shutdown;
 pub mod stream;
 

@@ -5,7 +5,8 @@
 //!   it from the channel (no timer).
 //! - `status`: the supervisor's status JSON, every second and at once when a worker changes
 //!   state. One task polls the control socket for every client together.
-//! - `shot`: a finished shot; the type exists, nothing publishes it yet.
+//! - `shot`: a finished shot (as in `/api/shots`), forwarded by [`forward_shots`] the
+//!   moment the detections announce it.
 //!
 //! Each type has one newest-value slot (a `watch` channel) shared by every client. A message
 //! is serialised once and its bytes are shared by all clients. A client that reads slowly
@@ -225,6 +226,28 @@ pub async fn forward_detections(
         let latest = rx.borrow_and_update().clone();
         if let Some(latest) = latest {
             hub.publish_raw(Kind::Detections, &latest.json);
+        }
+    }
+}
+
+/// Forwards every new shot the detections announce to the `shot` slot until `shutdown`.
+pub async fn forward_shots(hub: Arc<PushHub>, dets: Arc<DetectionsHub>, mut shutdown: Shutdown) {
+    let mut rx = dets.shots.subscribe();
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.recv() => return,
+        }
+        let shot = rx.borrow_and_update().clone();
+        if let Some(shot) = shot {
+            match serde_json::to_value(&*shot) {
+                Ok(v) => hub.publish(Kind::Shot, &v),
+                Err(e) => tracing::warn!(worker = "stream", "push shot: cannot serialize: {e}"),
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::metrics::{self, Extra, Metrics, ProcessStats};
 use crate::multipart;
 use crate::push::{self, PushHub};
 use crate::query::{Defaults, Query};
+use crate::shots;
 use crate::shutdown::Shutdown;
 use crate::stream::{ClientGuard, ClientStream};
 
@@ -37,7 +38,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const METRICS_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The endpoints, for 404 messages.
-const ENDPOINTS: &str = "/, /stream/video, /stream/h264, /snapshot.jpg, /api/detections, /api/status, /api/stream, /api/ws, /metrics, /healthz, /api/v1/stream/video, /api/v1/health";
+const ENDPOINTS: &str = "/, /stream/video, /stream/h264, /snapshot.jpg, /api/detections, /api/shots, /api/status, /api/stream, /api/ws, /metrics, /healthz, /api/v1/stream/video, /api/v1/health";
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -163,6 +164,7 @@ async fn route(state: &Arc<AppState>, req: &mut Request<Incoming>) -> Response<B
         ),
         "/snapshot.jpg" => snapshot(state, &query).await,
         "/api/detections" => api_detections(state),
+        "/api/shots" => api_shots(state, &query),
         "/api/status" => api_status(state).await,
         "/api/stream" => json(StatusCode::OK, &stream_stats(state)),
         "/metrics" => metrics_page(state).await,
@@ -493,6 +495,17 @@ fn html(page: &'static str) -> Response<Body> {
         .header(header::CACHE_CONTROL, "no-store")
         .body(full(Bytes::from_static(page.as_bytes())))
         .unwrap_or_else(|_| internal())
+}
+
+/// `GET /api/shots?limit=N`: the newest finished shots, newest first.
+fn api_shots(state: &Arc<AppState>, query: &Query) -> Response<Body> {
+    let limit = match shots::parse_limit(query.get("limit")) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let list = state.detections.shots.newest(limit);
+    let shots: Vec<&billiards_detections::ShotJson> = list.iter().map(|s| &**s).collect();
+    json(StatusCode::OK, &json!({ "shots": shots }))
 }
 
 fn json(code: StatusCode, v: &Value) -> Response<Body> {

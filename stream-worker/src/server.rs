@@ -174,6 +174,11 @@ pub async fn run(
         det_hub.clone(),
         Shutdown::new(shutdown_rx.clone()),
     ));
+    tokio::spawn(push::forward_shots(
+        push.clone(),
+        det_hub.clone(),
+        Shutdown::new(shutdown_rx.clone()),
+    ));
     tokio::spawn(push::poll_status(
         push.clone(),
         config.control_socket_path(),

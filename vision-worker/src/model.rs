@@ -1,6 +1,6 @@
 //! What the detector finds and what the worker publishes: the SPEC's detections JSON.
 
-pub use billiards_detections::{BallJson, BallKind, DetectionsJson, TableJson};
+pub use billiards_detections::{BallJson, BallKind, DetectionsJson, Motion, ShotJson, TableJson};
 
 /// Per-ball pixel statistics, exposed for diagnostics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -21,6 +21,16 @@ pub struct KindFeatures {
     pub two_sided: bool,
     /// Pixels examined.
     pub n: u32,
+    /// Mean opponent-colour vector `[r - (g + b) / 2, (g - b) * sqrt(3) / 2]` of the saturated
+    /// pixels, each divided by its brightness: its angle is the ball's hue (the number's
+    /// evidence beyond solid or stripe).
+    pub hue: [f32; 2],
+    /// Mean brightness of the saturated pixels relative to the cloth next to the ball (tells
+    /// red from maroon, which share a hue).
+    pub value: f32,
+    /// Mean brightness of the white pixels relative to the cloth next to the ball (0 without
+    /// any): the cue ball's and the stripes' white is the frame's brightness reference.
+    pub white_value: f32,
 }
 
 /// One detected ball, in frame pixels (pixel centres at integer coordinates).

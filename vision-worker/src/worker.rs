@@ -29,7 +29,8 @@ use shm_core::{
 use tracing::{debug, info, warn};
 
 use crate::detect::{DetectError, Detector, DetectorParams};
-use crate::model::{BallJson, DetectionsJson, FrameDetections, TableJson};
+use crate::model::{BallJson, DetectionsJson, FrameDetections, Motion, TableJson};
+use crate::shots::{FrameMotion, ShotDetector};
 use crate::track::Tracker;
 
 pub use billiards_detections::{DETECTIONS_CAPACITY, DETECTIONS_SLOTS};
@@ -300,6 +301,8 @@ pub fn run(
 
     let mut det = Detector::new(DetectorParams::default());
     let mut tracker = Tracker::new();
+    let mut shots = ShotDetector::new();
+    let mut moving_numbers: Vec<u8> = Vec::with_capacity(16);
     let mut json: Vec<u8> = Vec::with_capacity(8192);
     let mut summary = RunSummary::default();
     let fps = config.video.fps.max(1) as f64;
@@ -378,6 +381,7 @@ pub fn run(
                 now.duration_since(since).as_secs_f64()
             );
             tracker.reset();
+            shots.reset();
         }
         last_frame_at = now;
         if last_number != 0 && meta.frame_number > last_number + 1 {
@@ -396,7 +400,28 @@ pub fn run(
             }
         };
         let elapsed = t0.elapsed();
+        tracker.set_table(found.table.map(|t| t.corners));
         let tracked = tracker.update(&found.balls, meta.capture_ns);
+        moving_numbers.clear();
+        moving_numbers.extend(tracked.iter().filter(|t| t.moving).filter_map(|t| t.number));
+        let finished = shots.update(&FrameMotion {
+            frame_number: meta.frame_number,
+            t_ns: meta.capture_ns,
+            unix_s: unix_time_of(meta.capture_ns),
+            any_moving: tracker.motion(),
+            moving: &moving_numbers,
+            pocketed: tracker.pocketed(),
+        });
+        if let Some(shot) = &finished {
+            info!(
+                shot = shot.id,
+                frames = shot.end_frame - shot.start_frame,
+                balls_moved = ?shot.balls_moved,
+                pocketed = ?shot.pocketed,
+                cue_ball_first_hit = ?shot.cue_ball_first_hit,
+                "shot ended"
+            );
+        }
         let record = DetectionsJson {
             frame_number: meta.frame_number,
             capture_ts_ns: meta.capture_ns,
@@ -414,10 +439,20 @@ pub fn run(
                     id: Some(t.id),
                     vx: Some(round2(t.vx)),
                     vy: Some(round2(t.vy)),
+                    number: t.number,
+                    number_confidence: round2(t.number_confidence),
+                    moving: t.moving,
                 })
                 .collect(),
             table_found: found.table.is_some(),
             detect_ms: round2(elapsed.as_secs_f32() * 1e3),
+            motion: if tracker.motion() {
+                Motion::Moving
+            } else {
+                Motion::Still
+            },
+            pocketed: tracker.pocketed().to_vec(),
+            shot: shots.recent(meta.capture_ns).cloned(),
         };
         json.clear();
         serde_json::to_writer(&mut json, &record)
@@ -458,6 +493,16 @@ pub fn run(
         "stopping"
     );
     Ok(summary)
+}
+
+/// The wall-clock time (Unix seconds) of a CLOCK_MONOTONIC instant in the recent past.
+fn unix_time_of(mono_ns: u64) -> f64 {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let age = shm_core::monotonic_ns().saturating_sub(mono_ns) as f64 * 1e-9;
+    now_unix - age
 }
 
 /// Two decimals are far below the detector's accuracy and keep the JSON short.

@@ -188,6 +188,47 @@ impl Feeder {
     }
 }
 
+/// Publishes frames of a synthetic game in play mode (shots, still pauses, pockets) at about
+/// 30 fps, the scene advancing 1/30 s per frame, until dropped.
+struct PlayFeeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PlayFeeder {
+    fn start(loc: &SegmentLocation, seed: u64) -> PlayFeeder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, loc) = (stop.clone(), loc.clone());
+        let thread = std::thread::spawn(move || {
+            let style = SceneStyle::default().play();
+            let mut scene =
+                Scene::new(SceneParams::new(W, H, seed).with_style(style)).expect("scene");
+            let mut frame = vec![0u8; scene.frame_len()];
+            let mut w = Writer::open(&loc, &SegmentSpec::frames(W, H, 3)).expect("open writer");
+            while !s.load(Ordering::SeqCst) {
+                scene.step(1.0 / 30.0);
+                scene.render_into(&mut frame).expect("render");
+                w.publish(&frame, PublishMeta::bgr(W, H, shm_core::monotonic_ns()))
+                    .expect("publish");
+                std::thread::sleep(Duration::from_millis(33));
+            }
+        });
+        PlayFeeder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PlayFeeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Feeder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -250,7 +291,35 @@ fn check_spec_shape(v: &serde_json::Value) {
             ["cue", "eight", "solid", "stripe", "unknown"].contains(&kind),
             "{v}"
         );
+        // Issue 14: the number is 0-15 or null (never left out), and the id follows it.
+        let number = &b["number"];
+        assert!(
+            number.is_null() || number.as_u64().is_some_and(|n| n <= 15),
+            "{v}"
+        );
+        match number.as_u64() {
+            Some(n) => assert_eq!(b["id"].as_u64(), Some(n), "{v}"),
+            None => assert!(b["id"].as_u64().is_some_and(|id| id >= 100), "{v}"),
+        }
+        let c = b["number_confidence"].as_f64().expect("number_confidence");
+        assert!((0.0..=1.0).contains(&c), "{v}");
+        assert!(b["moving"].is_boolean(), "{v}");
     }
+    assert!(
+        ["still", "moving"].contains(&v["motion"].as_str().expect("motion")),
+        "{v}"
+    );
+    assert!(v["pocketed"].is_array(), "{v}");
+    let mut numbers: Vec<u64> = v["balls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["number"].as_u64())
+        .collect();
+    let n = numbers.len();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), n, "each number at most once per frame: {v}");
 }
 
 fn attach_detections(loc: &SegmentLocation) -> Reader {
@@ -458,4 +527,43 @@ fn sigterm_while_waiting_for_the_segment_exits_0() {
         t.elapsed()
     );
     assert!(!err.contains("exit-reason"), "{err}");
+}
+
+#[test]
+fn numbers_balls_and_reports_a_shot_of_a_synthetic_game() {
+    let s = setup(30.0);
+    shm_core::create(
+        &s.frames,
+        &SegmentSpec::frames(W, H, 3),
+        CreateMode::Exclusive,
+    )
+    .expect("create frames");
+    let _feeder = PlayFeeder::start(&s.frames, 5);
+    let mut child = spawn_worker(&s.config, false);
+    let mut det = attach_detections(&s.detections);
+
+    // The rack, still for 0.6 s and then between shots: most balls get their number (the
+    // record checks say: unique, id = number).
+    let numbered = next_record(&mut det, Duration::from_secs(120), |d| {
+        d.balls.iter().filter(|b| b.number.is_some()).count() >= 10
+    })
+    .expect("a record with at least 10 identified balls");
+    assert!(
+        numbered.balls.iter().any(|b| b.number == Some(0)),
+        "the cue ball"
+    );
+
+    // The break ends when the table has been still for 0.5 s: a shot with the cue ball.
+    let with_shot = next_record(&mut det, Duration::from_secs(180), |d| d.shot.is_some())
+        .expect("a record announcing a finished shot");
+    let shot = with_shot.shot.unwrap();
+    assert_eq!(shot.id, 1);
+    assert!(shot.end_frame > shot.start_frame, "{shot:?}");
+    assert!(shot.duration_s >= 0.5, "{shot:?}");
+    assert!(
+        shot.balls_moved.contains(&0),
+        "the cue ball moved: {shot:?}"
+    );
+    assert!(shot.start_unix_s > 1.6e9, "{shot:?}");
+    child.terminate();
 }

@@ -9,7 +9,7 @@ use opencv::prelude::*;
 use super::{FrameSource, Next};
 use crate::calibration::Remapper;
 use crate::pacing::{Pace, Pacer};
-use crate::synthetic::{RenderCache, Scene, SceneParams};
+use crate::synthetic::{RenderCache, Scene, SceneParams, SceneStyle};
 use crate::WorkerError;
 
 /// Frames of lag replayed one by one; beyond this the scene jumps ahead in one step.
@@ -38,7 +38,12 @@ struct Lens {
 impl SyntheticSource {
     pub(crate) fn new(v: &VideoConfig) -> Result<Self, WorkerError> {
         let started = std::time::Instant::now();
-        let scene = Scene::new(SceneParams::new(v.width, v.height, v.source.seed))?;
+        // Play mode: shots separated by a still table, balls falling into pockets, as a game
+        // looks (and what shot and pocket detection are measured on).
+        let scene = Scene::new(
+            SceneParams::new(v.width, v.height, v.source.seed)
+                .with_style(SceneStyle::default().play()),
+        )?;
         tracing::debug!(
             took_ms = started.elapsed().as_millis() as u64,
             "synthetic background rendered"

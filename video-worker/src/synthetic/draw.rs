@@ -93,6 +93,14 @@ impl Sprite {
         width: u32,
         height: u32,
     ) -> Sprite {
+        if ball.pocketed {
+            // Off the table: an empty rectangle is never drawn (and the damage tracking
+            // repaints where the ball was).
+            return Sprite {
+                number: ball.number,
+                ..Sprite::default()
+            };
+        }
         let (u, v) = cam.to_image.apply(ball.p[0], ball.p[1]);
         let r = (BALL_RADIUS_M * cam.to_image.local_scale(ball.p[0], ball.p[1])) as f32;
         let (cx, cy) = (u as f32, v as f32);

@@ -1,6 +1,8 @@
 //! The synthetic source: a billiards table seen from above (felt, cushions, wooden rails with
 //! sights, six pockets) with the 16 standard balls rolling with friction, colliding and
-//! bouncing off the cushions, rendered with simple shading, deterministic from a seed.
+//! bouncing off the cushions, rendered with simple shading, deterministic from a seed. In play
+//! mode (`SceneStyle::play`) balls also fall into the pockets and shots are separated by a
+//! still table, so shots and pocketings can be measured.
 //!
 //! Besides feeding `make run` on machines without a camera, it is the vision worker's test
 //! bench: every render can return the [`GroundTruth`] (each ball's centre, radius, number and
@@ -120,17 +122,33 @@ pub struct TrueBall {
     pub number: u8,
     /// Kind, derived from the number.
     pub kind: BallKind,
+    /// Whether the ball is rolling (in the physics, so exactly).
+    pub moving: bool,
 }
 
 /// What a frame shows.
+///
+/// A ball's number is also its stable id: the same physical ball has it in every frame, and
+/// a ball that leaves the table through a pocket is listed in `pocketed` once and then
+/// missing from `balls` (play mode) until the balls are laid out again.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GroundTruth {
-    /// All 16 balls, by number (the cue ball first).
+    /// The balls on the table, by number (the cue ball first): all 16 unless some are
+    /// pocketed.
     pub balls: Vec<TrueBall>,
     /// Corners of the playing surface (the cushion noses) in frame pixels, in table order:
     /// (0, 0), (length, 0), (length, width), (0, width) — top-left, top-right, bottom-right,
     /// bottom-left when the camera is neither tilted nor rolled.
     pub table_corners: [[f32; 2]; 4],
+    /// Numbers of the balls that fell into a pocket during the last [`Scene::step`], in order.
+    pub pocketed: Vec<u8>,
+    /// Whether any ball rolls. A shot (SPEC rule) starts at the first moving frame after a
+    /// still one and ends when the table has been still for 0.5 s; in play mode the table is
+    /// still for 0.6-3 s between shots.
+    pub moving: bool,
+    /// Which layout of the balls this is (from 1): when it changes, every ball was put
+    /// somewhere new at once (a new rack), so ids need not carry over.
+    pub layout: u64,
 }
 
 /// Why a scene could not be made.
@@ -236,6 +254,8 @@ pub struct Scene {
     steps: u64,
     time: f64,
     sprites: [Sprite; BALLS],
+    /// Balls pocketed during the last step.
+    pocketed: Vec<u8>,
 }
 
 impl std::fmt::Debug for Scene {
@@ -287,6 +307,7 @@ impl Scene {
             steps: 0,
             time: 0.0,
             sprites: [Sprite::default(); BALLS],
+            pocketed: Vec::with_capacity(BALLS),
         };
         scene.update_sprites();
         Ok(scene)
@@ -331,6 +352,7 @@ impl Scene {
         }
         let dt = dt.min(10.0);
         self.table.step(dt);
+        self.table.take_pocketed(&mut self.pocketed);
         self.time += dt;
         self.steps += 1;
         self.update_sprites();
@@ -419,6 +441,9 @@ impl Scene {
         let mut gt = GroundTruth {
             balls: Vec::with_capacity(BALLS),
             table_corners: [[0.0; 2]; 4],
+            pocketed: Vec::new(),
+            moving: false,
+            layout: 0,
         };
         self.ground_truth_into(&mut gt);
         gt
@@ -427,14 +452,25 @@ impl Scene {
     /// Like [`Scene::ground_truth`], reusing `out`'s allocation.
     pub fn ground_truth_into(&self, out: &mut GroundTruth) {
         out.balls.clear();
-        out.balls.extend(self.sprites.iter().map(|s| TrueBall {
-            x: s.cx,
-            y: s.cy,
-            radius: s.r,
-            number: s.number,
-            kind: BallKind::of_number(s.number).unwrap_or(BallKind::Solid),
-        }));
+        out.balls.extend(
+            self.sprites
+                .iter()
+                .zip(self.table.balls.iter())
+                .filter(|(_, b)| !b.pocketed)
+                .map(|(s, b)| TrueBall {
+                    x: s.cx,
+                    y: s.cy,
+                    radius: s.r,
+                    number: s.number,
+                    kind: BallKind::of_number(s.number).unwrap_or(BallKind::Solid),
+                    moving: b.v != [0.0, 0.0],
+                }),
+        );
         out.table_corners = self.table_corners();
+        out.pocketed.clear();
+        out.pocketed.extend_from_slice(&self.pocketed);
+        out.moving = self.table.moving();
+        out.layout = self.table.layouts;
     }
 
     /// Corners of the playing surface in frame pixels (see [`GroundTruth::table_corners`]).

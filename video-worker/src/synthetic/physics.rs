@@ -1,5 +1,7 @@
 //! Ball motion: rolling with friction, elastic collisions, cushion bounces, rolling rotation
-//! (so stripes turn), the layouts and a simple player that keeps the table busy.
+//! (so stripes turn), the layouts and a simple player that keeps the table busy. In play mode
+//! (`SceneStyle::play`) balls also fall into the six pockets, and the player waits 0.6-3 s
+//! of still table between shots.
 //!
 //! Table coordinates are metres, x along the length, y across, z into the table (so the
 //! camera looks along +z). All of it is deterministic: fixed substeps, fixed iteration order.
@@ -26,6 +28,14 @@ const REST_SPEED: f64 = 0.004;
 const TOUCH_GAP: f64 = 0.0002;
 /// Shots per layout; then the balls are laid out again.
 const SHOTS_PER_LAYOUT: u32 = 12;
+/// Play mode: a ball whose centre comes this near a corner pocket's point (the corner of the
+/// playing surface) falls in, in ball radii (touching both cushions is 1.41).
+const CORNER_CAPTURE_RADII: f64 = 2.1;
+/// Play mode: the same for the side pockets (the middle of a long cushion; touching it is 1).
+const SIDE_CAPTURE_RADII: f64 = 1.8;
+/// Play mode: the still table between shots, seconds (at least a little over the 0.5 s that
+/// ends a shot, so shots never run together).
+const PLAY_PAUSE_S: (f64, f64) = (0.6, 3.0);
 
 /// One ball.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +46,8 @@ pub(crate) struct Ball {
     pub(crate) v: [f64; 2],
     /// Unit axis of the stripe band (meaningless for other balls, but kept rolling too).
     pub(crate) axis: [f64; 3],
+    /// In a pocket (play mode): off the table, not drawn, not moving.
+    pub(crate) pocketed: bool,
 }
 
 /// Balls plus the player.
@@ -51,6 +63,14 @@ pub(crate) struct Table {
     rest_time: f64,
     shots: u32,
     accum: f64,
+    /// Play mode: pockets and random pauses.
+    play: bool,
+    /// Still time before the next shot.
+    pause: f64,
+    /// Numbers of the balls pocketed since [`Table::take_pocketed`] was last called.
+    pocketed: Vec<u8>,
+    /// Layouts so far (the first is 1).
+    pub(crate) layouts: u64,
 }
 
 impl Table {
@@ -61,6 +81,7 @@ impl Table {
             p: [0.0; 2],
             v: [0.0; 2],
             axis: [0.0, 0.0, 1.0],
+            pocketed: false,
         }; BALLS];
         for (n, b) in balls.iter_mut().enumerate() {
             b.number = n as u8;
@@ -77,6 +98,10 @@ impl Table {
             rest_time: 0.0,
             shots: 0,
             accum: 0.0,
+            play: style.play,
+            pause: 0.6,
+            pocketed: Vec::new(),
+            layouts: 0,
         };
         t.lay_out();
         t
@@ -85,6 +110,12 @@ impl Table {
     /// True while any ball moves.
     pub(crate) fn moving(&self) -> bool {
         self.moving
+    }
+
+    /// Numbers of the balls that fell into a pocket since the last call, in order.
+    pub(crate) fn take_pocketed(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        out.append(&mut self.pocketed);
     }
 
     /// Advances by `dt` seconds in fixed substeps (the remainder carries to the next call).
@@ -99,6 +130,9 @@ impl Table {
     fn substep(&mut self, h: f64) {
         if self.moving {
             self.integrate(h);
+            if self.play {
+                self.fall_into_pockets();
+            }
             self.collide();
             self.cushions();
             self.friction(h);
@@ -124,11 +158,40 @@ impl Table {
         }
     }
 
+    /// Balls that reached a pocket leave the table.
+    fn fall_into_pockets(&mut self) {
+        let (l, w, r) = (TABLE_LENGTH_M, TABLE_WIDTH_M, BALL_RADIUS_M);
+        let corner = CORNER_CAPTURE_RADII * r;
+        let side = SIDE_CAPTURE_RADII * r;
+        let pockets = [
+            ([0.0, 0.0], corner),
+            ([l, 0.0], corner),
+            ([l, w], corner),
+            ([0.0, w], corner),
+            ([l / 2.0, 0.0], side),
+            ([l / 2.0, w], side),
+        ];
+        for b in &mut self.balls {
+            if b.pocketed || b.v == [0.0, 0.0] {
+                continue;
+            }
+            if let Some((p, _)) = pockets.iter().find(|(p, cap)| dist2(b.p, *p) < cap * cap) {
+                b.pocketed = true;
+                b.v = [0.0, 0.0];
+                b.p = *p;
+                self.pocketed.push(b.number);
+            }
+        }
+    }
+
     fn collide(&mut self) {
         let min = 2.0 * BALL_RADIUS_M;
         for i in 0..BALLS {
             for j in (i + 1)..BALLS {
                 let (a, b) = (self.balls[i], self.balls[j]);
+                if a.pocketed || b.pocketed {
+                    continue;
+                }
                 let d = [b.p[0] - a.p[0], b.p[1] - a.p[1]];
                 let d2 = d[0] * d[0] + d[1] * d[1];
                 if d2 >= min * min {
@@ -159,7 +222,7 @@ impl Table {
     fn cushions(&mut self) {
         let r = BALL_RADIUS_M;
         let hi = [TABLE_LENGTH_M - r, TABLE_WIDTH_M - r];
-        for b in &mut self.balls {
+        for b in self.balls.iter_mut().filter(|b| !b.pocketed) {
             for (k, &hi) in hi.iter().enumerate() {
                 if b.p[k] < r {
                     b.p[k] = r;
@@ -198,15 +261,29 @@ impl Table {
         if !self.motion || self.moving {
             return;
         }
+        if self.play && self.rest_time == 0.0 && self.balls[0].pocketed {
+            // Ball in hand: the cue ball comes back behind the head string.
+            self.respot_cue();
+        }
         self.rest_time += h;
-        let pause = if self.shots == 0 { 0.6 } else { 1.0 };
+        let pause = if self.play {
+            self.pause
+        } else if self.shots == 0 {
+            0.6
+        } else {
+            1.0
+        };
         if self.rest_time < pause {
             return;
         }
         self.rest_time = 0.0;
-        if self.shots >= SHOTS_PER_LAYOUT {
+        let left = self.balls[1..].iter().filter(|b| !b.pocketed).count();
+        if self.shots >= SHOTS_PER_LAYOUT || left < 2 {
             self.lay_out();
             return;
+        }
+        if self.play {
+            self.pause = self.rng.range(PLAY_PAUSE_S.0, PLAY_PAUSE_S.1);
         }
         let cue = self.balls[0].p;
         let (target, speed) = if self.layout == Layout::Rack && self.shots == 0 {
@@ -218,7 +295,8 @@ impl Table {
                 .unwrap_or(1);
             (self.balls[apex].p, self.rng.range(5.5, 7.0))
         } else {
-            let t = 1 + self.rng.below(BALLS - 1);
+            let on_table: Vec<usize> = (1..BALLS).filter(|&n| !self.balls[n].pocketed).collect();
+            let t = on_table[self.rng.below(on_table.len())];
             (self.balls[t].p, self.rng.range(1.2, 3.2))
         };
         let mut dir = [target[0] - cue[0], target[1] - cue[1]];
@@ -245,10 +323,43 @@ impl Table {
         for (b, p) in self.balls.iter_mut().zip(positions) {
             b.p = p;
             b.v = [0.0, 0.0];
+            b.pocketed = false;
         }
         self.moving = false;
         self.rest_time = 0.0;
         self.shots = 0;
+        self.layouts += 1;
+    }
+}
+
+impl Table {
+    /// Puts the pocketed cue ball back at the first free spot near the head spot.
+    fn respot_cue(&mut self) {
+        let others: Vec<[f64; 2]> = self.balls[1..]
+            .iter()
+            .filter(|b| !b.pocketed)
+            .map(|b| b.p)
+            .collect();
+        let head = [TABLE_LENGTH_M * 0.25, TABLE_WIDTH_M / 2.0];
+        let step = 2.0 * BALL_RADIUS_M + 0.01;
+        let mut spot = head;
+        'search: for ring in 0..20 {
+            for k in 0..(8 * ring.max(1)) {
+                let a = k as f64 * std::f64::consts::TAU / (8 * ring.max(1)) as f64;
+                let p = [
+                    head[0] + ring as f64 * step * a.cos(),
+                    head[1] + ring as f64 * step * a.sin(),
+                ];
+                if fits(p, &others, 0.01) {
+                    spot = p;
+                    break 'search;
+                }
+            }
+        }
+        let cue = &mut self.balls[0];
+        cue.p = spot;
+        cue.v = [0.0, 0.0];
+        cue.pocketed = false;
     }
 }
 
@@ -522,6 +633,59 @@ mod tests {
         let before = still.balls;
         still.step(5.0);
         assert_eq!(before, still.balls);
+    }
+
+    #[test]
+    fn play_mode_pockets_balls_and_pauses_between_shots() {
+        let style = SceneStyle::default().play();
+        let mut t = Table::new(11, &style);
+        let dt = 1.0 / 30.0;
+        let mut events = Vec::new();
+        let mut still_runs = Vec::new();
+        let mut still = 0.0;
+        let mut buf = Vec::new();
+        for _ in 0..(30 * 240) {
+            t.step(dt);
+            t.take_pocketed(&mut buf);
+            events.extend_from_slice(&buf);
+            for &n in &buf {
+                // (A pocketed cue ball may be back already: ball in hand.)
+                assert!(
+                    t.balls[n as usize].pocketed || n == 0,
+                    "{n} reported, not pocketed"
+                );
+            }
+            // Balls on the table stay on it and apart.
+            for (i, a) in t.balls.iter().enumerate().filter(|(_, b)| !b.pocketed) {
+                assert!(in_bounds(a.p), "ball {i} off the table: {:?}", a.p);
+            }
+            if t.moving() {
+                if still > 0.0 {
+                    still_runs.push(still);
+                }
+                still = 0.0;
+            } else {
+                still += dt;
+            }
+        }
+        assert!(
+            events.len() >= 3,
+            "only {} pocketings in 4 min",
+            events.len()
+        );
+        // Pauses between shots: 0.5 to 3 s (a new layout may add one more pause).
+        assert!(still_runs.len() >= 10);
+        for s in &still_runs[1..] {
+            assert!(*s >= 0.6 - 0.04 && *s <= 6.0 + 0.04, "still for {s} s");
+        }
+        assert!(still_runs.iter().any(|s| *s > 1.5) && still_runs.iter().any(|s| *s < 1.2));
+        // Without play mode nothing is ever pocketed.
+        let mut plain = Table::new(11, &SceneStyle::default());
+        for _ in 0..(30 * 60) {
+            plain.step(dt);
+            plain.take_pocketed(&mut buf);
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

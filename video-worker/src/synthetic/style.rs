@@ -80,6 +80,10 @@ pub struct SceneStyle {
     pub cushion_contacts: bool,
     /// Keep playing: shoot the cue ball whenever every ball is at rest. Off: a still scene.
     pub motion: bool,
+    /// Play like a game (with `motion`): balls fall into the six pockets and leave the table
+    /// (a pocketed cue ball comes back behind the head string), and the table is still for
+    /// 0.6-3 s between shots. Off: balls only bounce, shots come 1 s apart.
+    pub play: bool,
 }
 
 impl Default for SceneStyle {
@@ -98,6 +102,7 @@ impl Default for SceneStyle {
             clusters: true,
             cushion_contacts: true,
             motion: true,
+            play: false,
         }
     }
 }
@@ -166,6 +171,7 @@ impl SceneStyle {
             clusters: r.chance(0.75),
             cushion_contacts: r.chance(0.75),
             motion: true,
+            play: false,
         }
     }
 
@@ -195,6 +201,16 @@ impl SceneStyle {
     pub fn still(self) -> Self {
         SceneStyle {
             motion: false,
+            ..self
+        }
+    }
+
+    /// The same style in play mode (see the `play` field): pockets, and shots separated by
+    /// a still table.
+    pub fn play(self) -> Self {
+        SceneStyle {
+            motion: true,
+            play: true,
             ..self
         }
     }

@@ -93,6 +93,17 @@ pub struct BallJson {
     /// Velocity, y (pixels per second), when tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vy: Option<f32>,
+    /// Pool number (0 cue, 1-15), or `null` when the ball is not identified: never a guess.
+    /// Written as `null` rather than left out, so readers can tell "not identified" from an
+    /// older writer (which leaves the key out: it parses as `None` too).
+    #[serde(default)]
+    pub number: Option<u8>,
+    /// How sure the number is, 0..1 (0 when `number` is `null`).
+    #[serde(default)]
+    pub number_confidence: f32,
+    /// Whether the ball moved in this frame.
+    #[serde(default)]
+    pub moving: bool,
 }
 
 /// The SPEC's detections JSON, one record per processed frame.
@@ -114,7 +125,60 @@ pub struct DetectionsJson {
     /// Extension: time spent in detection for this frame, milliseconds.
     #[serde(default)]
     pub detect_ms: f32,
+    /// Whether any ball on the table moves in this frame.
+    #[serde(default)]
+    pub motion: Motion,
+    /// Numbers of the balls that left the table through a pocket in this frame (each
+    /// pocketing is reported once).
+    #[serde(default)]
+    pub pocketed: Vec<u8>,
+    /// The newest finished shot, on the records of the frames in the [`SHOT_REPEAT_S`] after
+    /// it ended (a reader that skips records still sees it; readers tell shots apart by
+    /// [`ShotJson::id`]). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shot: Option<ShotJson>,
 }
+
+/// How long (seconds of capture time) the detections records repeat a finished shot.
+pub const SHOT_REPEAT_S: f64 = 1.0;
+
+/// Whether the balls on the table move (`"motion"` of the detections JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Motion {
+    /// No ball moves.
+    #[default]
+    Still,
+    /// Some ball moves.
+    Moving,
+}
+
+/// One finished shot, as in `GET /api/shots` and the push API's `shot` message.
+///
+/// A shot starts when a ball starts moving on a still table and ends when every ball has been
+/// still for 0.5 s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShotJson {
+    /// Number of the shot since the vision worker started (from 1).
+    pub id: u64,
+    /// The frame in which the first ball moved.
+    pub start_frame: u64,
+    /// The frame at which every ball had been still for 0.5 s.
+    pub end_frame: u64,
+    /// Wall-clock time of the start (Unix seconds).
+    pub start_unix_s: f64,
+    /// From the start to the end, seconds of capture time.
+    pub duration_s: f64,
+    /// Numbers of the identified balls that moved, ascending.
+    pub balls_moved: Vec<u8>,
+    /// Numbers of the balls pocketed during the shot, in the order they fell.
+    pub pocketed: Vec<u8>,
+    /// The first ball the cue ball set moving, when the cue ball moved first.
+    pub cue_ball_first_hit: Option<u8>,
+}
+
+/// Smallest id of a ball that is not identified (an identified ball's id is its number).
+pub const UNIDENTIFIED_ID_BASE: u64 = 100;
 
 fn default_true() -> bool {
     true
@@ -141,9 +205,15 @@ mod tests {
                 id: None,
                 vx: None,
                 vy: None,
+                number: None,
+                number_confidence: 0.0,
+                moving: false,
             }],
             table_found: true,
             detect_ms: 1.0,
+            motion: Motion::Still,
+            pocketed: vec![],
+            shot: None,
         };
         let text = serde_json::to_string(&d).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -154,8 +224,54 @@ mod tests {
         assert_eq!(v["balls"][0]["kind"], "stripe");
         assert_eq!(v["balls"][0]["radius"], 3.0);
         assert!(v["balls"][0].get("id").is_none());
+        assert!(v["balls"][0]["number"].is_null(), "not identified is null");
+        assert_eq!(v["balls"][0]["moving"], false);
+        assert_eq!(v["motion"], "still");
+        assert_eq!(v["pocketed"], serde_json::json!([]));
+        assert!(v.get("shot").is_none());
         let back: DetectionsJson = serde_json::from_str(&text).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn shots_and_older_records_parse() {
+        let shot = ShotJson {
+            id: 3,
+            start_frame: 10,
+            end_frame: 70,
+            start_unix_s: 1.5e9,
+            duration_s: 2.0,
+            balls_moved: vec![0, 3],
+            pocketed: vec![3],
+            cue_ball_first_hit: Some(3),
+        };
+        let v = serde_json::to_value(&shot).unwrap();
+        for key in [
+            "id",
+            "start_frame",
+            "end_frame",
+            "start_unix_s",
+            "duration_s",
+            "balls_moved",
+            "pocketed",
+            "cue_ball_first_hit",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let none = ShotJson {
+            cue_ball_first_hit: None,
+            ..shot.clone()
+        };
+        assert!(serde_json::to_value(&none).unwrap()["cue_ball_first_hit"].is_null());
+        // A record of an older writer (no number, motion, pocketed or shot) still parses.
+        let old = r#"{"frame_number":1,"capture_ts_ns":0,"processed_ts_ns":0,
+            "table":{"corners":[]},"balls":[{"x":1,"y":2,"radius":3,"kind":"cue","id":4}]}"#;
+        let d: DetectionsJson = serde_json::from_str(old).unwrap();
+        assert_eq!(d.balls[0].number, None);
+        assert_eq!(d.motion, Motion::Still);
+        assert!(d.pocketed.is_empty() && d.shot.is_none());
+        let moving: Motion = serde_json::from_str("\"moving\"").unwrap();
+        assert_eq!(moving, Motion::Moving);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! ```text
 //! cargo run --release -p billiards-vision-worker --bin vision-eval -- --frames 500 --seeds 5
 //! ```
+//!
+//! `--sequence SECONDS` scores the tracker over time instead (numbers, ids, pockets, shots):
+//! the official renderer in play mode, and the alt renderer's still scenes seen for a few
+//! frames each.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -97,6 +101,16 @@ struct Args {
     /// With `--lens`: score the distorted frames without correcting them (the baseline).
     #[arg(long, requires = "lens")]
     uncorrected: bool,
+    /// Instead of the per-frame scores: follow each official seed in play mode for this many
+    /// seconds at 30 fps (and the alt renderer's still scenes for `--alt-frames` frames each)
+    /// with the tracker, and report number accuracy, id switches, pocket events and shot
+    /// boundaries.
+    #[arg(long, value_name = "SECONDS")]
+    sequence: Option<f64>,
+    /// With `--sequence`: frames each alt scene is seen for (the numbers are scored from the
+    /// fifth on, once the vote has evidence).
+    #[arg(long, default_value_t = 10)]
+    alt_frames: u32,
 }
 
 /// Distorts a rendered frame and corrects it again with the video worker's own maps.
@@ -162,6 +176,9 @@ fn main() -> Result<()> {
     if let Some(secs) = args.latency {
         return latency::run(&args, secs);
     }
+    if let Some(secs) = args.sequence {
+        return sequence::run(&args, secs);
+    }
     if let Some(d) = &args.dump {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -221,7 +238,7 @@ fn official_truth(gt: &synthetic::GroundTruth, w: u32, h: u32) -> Truth {
         synthetic::BallKind::Stripe => BallKind::Stripe,
     };
     Truth {
-        // Balls outside the frame cannot be seen; none are in the pockets in this renderer.
+        // Balls outside the frame cannot be seen; pocketed ones are not in the truth.
         balls: gt
             .balls
             .iter()
@@ -831,5 +848,266 @@ mod latency {
             pct(&mut detect, 0.99)
         );
         Ok(())
+    }
+}
+
+/// `--sequence`: the tracker, numbers, pockets and shots over time (issue #14).
+mod sequence {
+    use super::*;
+    use billiards_vision_worker::identify;
+    use billiards_vision_worker::sequence::{SequenceScore, TrackedFrame, TruthFrame};
+    use billiards_vision_worker::track::Tracker;
+
+    const FPS: f64 = 30.0;
+
+    pub(super) fn run(args: &Args, secs: f64) -> Result<()> {
+        let mut rows = Vec::new();
+        if matches!(args.renderer, Renderer::Official | Renderer::Both) {
+            rows.push(("official", official(args, secs)?));
+        }
+        if matches!(args.renderer, Renderer::Alt | Renderer::Both) {
+            rows.push(("alt", alt(args)?));
+        }
+        println!();
+        println!(
+            "{:<9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} {:>14} {:>13} {:>13} {:>10}",
+            "renderer",
+            "frames",
+            "matched",
+            "num_acc",
+            "given",
+            "null",
+            "switches",
+            "idents",
+            "per_10bm",
+            "pockets f/t/d",
+            "pocket_r/p",
+            "shots m/t/d",
+            "se<=3f"
+        );
+        for (name, s) in &rows {
+            let p = s.pockets();
+            let sh = s.shots();
+            let within = sh.errors.iter().filter(|(a, b)| *a <= 3 && *b <= 3).count();
+            println!(
+                "{:<9} {:>7} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>7} {:>10.3} {:>14} {:>13} {:>13} {:>10}",
+                name,
+                s.frames,
+                s.matched,
+                s.number_accuracy(),
+                s.given_accuracy(),
+                s.null_rate(),
+                s.id_switches,
+                s.identifications,
+                10.0 * s.switches_per_ball_minute(),
+                format!("{}/{}/{}", p.found, p.truth, p.detected),
+                format!(
+                    "{:.3}/{:.3}",
+                    p.found as f64 / p.truth.max(1) as f64,
+                    p.found as f64 / p.detected.max(1) as f64
+                ),
+                format!("{}/{}/{}", sh.errors.len(), sh.truth, sh.detected),
+                format!("{}/{}", within, sh.errors.len()),
+            );
+            if args.verbose {
+                for (t, row) in s.numbers.iter().enumerate() {
+                    let wrong: Vec<String> = row
+                        .iter()
+                        .enumerate()
+                        .filter(|&(c, &k)| c != t && k > 0)
+                        .map(|(c, k)| {
+                            if c == 16 {
+                                format!("null x{k}")
+                            } else {
+                                format!("{c} x{k}")
+                            }
+                        })
+                        .collect();
+                    println!(
+                        "          truth {t:>2}: right {:>6}, {}",
+                        row[t],
+                        wrong.join(", ")
+                    );
+                }
+                println!(
+                    "          shots (start, end error in frames): {:?}",
+                    sh.errors
+                );
+                let (tb, db) = s.bounds();
+                println!("          true shots (start, end frame): {tb:?}");
+                println!("          detected shots:                {db:?}");
+            }
+            if !sh.errors.is_empty() {
+                let n = sh.errors.len() as f64;
+                let (ms, me) = sh
+                    .errors
+                    .iter()
+                    .fold((0.0, 0.0), |(a, b), (s, e)| (a + *s as f64, b + *e as f64));
+                let max_s = sh.errors.iter().map(|e| e.0).max().unwrap_or(0);
+                let max_e = sh.errors.iter().map(|e| e.1).max().unwrap_or(0);
+                println!(
+                    "          shot start error mean {:.2} max {} frames, end error mean {:.2} max {} frames",
+                    ms / n,
+                    max_s,
+                    me / n,
+                    max_e
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn official(args: &Args, secs: f64) -> Result<SequenceScore> {
+        let mut score = SequenceScore::new(FPS);
+        let seeds = args.seeds.max(1);
+        let per_seed = (secs * FPS).round() as u64;
+        println!(
+            "official renderer, play mode: {seeds} seeds x {secs} s at {FPS} fps ({}x{})",
+            args.width, args.height
+        );
+        let mut mat = Mat::default();
+        let mut frame = 0u64;
+        // Seconds in detection, seconds in tracking, frames.
+        let mut timing = (0.0f64, 0.0f64, 0u64);
+        // Per true number: summed colour value / white, summed hue (degrees), sightings.
+        let mut looks = [(0.0f64, 0.0f64, 0u64); 16];
+        for g in 0..seeds {
+            let seed = args.first_seed + g as u64;
+            let style = if args.plain {
+                SceneStyle {
+                    layout: synthetic::Layout::Scattered,
+                    ..SceneStyle::plain()
+                }
+            } else {
+                SceneStyle::varied(seed)
+            }
+            .play();
+            let mut scene =
+                Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style))
+                    .with_context(|| format!("official scene {seed}"))?;
+            let mut det = Detector::default();
+            let mut tracker = Tracker::new();
+            score.new_scene();
+            let before = (score.matched, score.numbers_right, score.id_switches);
+            let mut layout = 0;
+            for _ in 0..per_seed {
+                scene.step(1.0 / FPS);
+                let gt = scene.render_mat(&mut mat)?;
+                if gt.layout != layout {
+                    layout = gt.layout;
+                    score.forget_ids();
+                }
+                let truth = official_truth(&gt, args.width, args.height);
+                let t0 = Instant::now();
+                let d = det.process(&mat)?;
+                let t1 = Instant::now();
+                tracker.set_table(d.table.map(|t| t.corners));
+                let t_ns = (frame as f64 * 1e9 / FPS) as u64;
+                let tracked = tracker.update(&d.balls, t_ns);
+                if args.verbose {
+                    // What the number is read from, per true number.
+                    let white = identify::white_reference(d.balls.iter().map(|b| b.features));
+                    for t in &truth.balls {
+                        let near = d.balls.iter().find(|b| {
+                            (b.x - t.x).powi(2) + (b.y - t.y).powi(2) <= t.radius.powi(2)
+                        });
+                        if let (Some(b), Some(w), Some(acc)) =
+                            (near, white, looks.get_mut(t.number as usize))
+                        {
+                            let f = b.features;
+                            acc.0 += (f.value / w) as f64;
+                            acc.1 += f.hue[1].atan2(f.hue[0]).to_degrees() as f64;
+                            acc.2 += 1;
+                        }
+                    }
+                }
+                timing.0 += (t1 - t0).as_secs_f64();
+                timing.1 += t1.elapsed().as_secs_f64();
+                timing.2 += 1;
+                score.add(
+                    frame,
+                    &TruthFrame {
+                        balls: &truth.balls,
+                        pocketed: &gt.pocketed,
+                        moving: gt.moving,
+                    },
+                    &TrackedFrame {
+                        balls: &tracked,
+                        pocketed: tracker.pocketed(),
+                        motion: tracker.motion(),
+                    },
+                );
+                frame += 1;
+            }
+            // A gap, so no shot or pocket window spans two seeds.
+            frame += 1000;
+            let m = score.matched - before.0;
+            println!(
+                "  seed {seed:>3}: number accuracy {:.4}, id switches {}",
+                (score.numbers_right - before.1) as f64 / m.max(1) as f64,
+                score.id_switches - before.2
+            );
+        }
+        if args.verbose {
+            for (n, (v, h, k)) in looks.iter().enumerate() {
+                let k = (*k).max(1) as f64;
+                println!(
+                    "  number {n:>2}: colour value / white {:.3}, hue {:.1} deg",
+                    v / k,
+                    h / k
+                );
+            }
+        }
+        let n = timing.2.max(1) as f64;
+        println!(
+            "  per frame (one core): detection {:.2} ms, tracking + numbers {:.3} ms",
+            1e3 * timing.0 / n,
+            1e3 * timing.1 / n
+        );
+        Ok(score)
+    }
+
+    fn alt(args: &Args) -> Result<SequenceScore> {
+        let mut score = SequenceScore::new(FPS);
+        let scenes = args.frames;
+        println!(
+            "alt renderer: {scenes} still scenes seen for {} frames each",
+            args.alt_frames
+        );
+        let mut buf = Vec::new();
+        let mut frame = 0u64;
+        for i in 0..scenes as u64 {
+            let seed = args.first_seed * 1000 + i;
+            let sc = AltScene::random(args.width, args.height, seed);
+            let truth = render_alt(&sc, &mut buf);
+            let mat = bgr_mat(&buf, args.width, args.height)?;
+            let mut det = Detector::default();
+            let mut tracker = Tracker::new();
+            score.new_scene();
+            for k in 0..args.alt_frames {
+                let d = det.process(&mat)?;
+                tracker.set_table(d.table.map(|t| t.corners));
+                let t_ns = (frame as f64 * 1e9 / FPS) as u64;
+                let tracked = tracker.update(&d.balls, t_ns);
+                if k >= 4 {
+                    score.add(
+                        frame,
+                        &TruthFrame {
+                            balls: &truth.balls,
+                            pocketed: &[],
+                            moving: false,
+                        },
+                        &TrackedFrame {
+                            balls: &tracked,
+                            pocketed: tracker.pocketed(),
+                            motion: false,
+                        },
+                    );
+                }
+                frame += 1;
+            }
+            frame += 1000;
+        }
+        Ok(score)
     }
 }

@@ -37,6 +37,8 @@ pub(crate) fn features(
     let (mut n, mut nw, mut nd, mut nc) = (0u32, 0u32, 0u32, 0u32);
     let (mut ring_n, mut ring_c, mut ring_w) = (0u32, 0u32, 0u32);
     let mut white_pos: Vec<(f32, f32)> = Vec::new();
+    // Hue and brightness of the saturated pixels, for the number (see `identify`).
+    let (mut hue_a, mut hue_b, mut value, mut white_value) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
     for y in ya..=yb {
         for x in xa..=xb {
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
@@ -64,12 +66,17 @@ pub(crate) fn features(
             let chroma = mx - mn;
             if chroma <= 0.22 * mx + 2.0 * noise && mx >= 0.6 * vc {
                 nw += 1;
+                white_value += mx / vc;
                 ring_w += u32::from(in_ring);
                 white_pos.push((dx / r, dy / r));
             } else if mx < 0.5 * vc && chroma <= 0.45 * mx + 2.0 * noise {
                 nd += 1;
             } else if chroma > 0.3 * mx {
                 nc += 1;
+                let inv = 1.0 / mx.max(1.0);
+                hue_a += (rd - 0.5 * (g + b)) * inv;
+                hue_b += 0.866_025_4 * (g - b) * inv;
+                value += mx / vc;
                 if in_ring {
                     ring_c += 1;
                 }
@@ -108,6 +115,13 @@ pub(crate) fn features(
         ring_white: ring_w as f32 / ring_n.max(1) as f32,
         two_sided,
         n,
+        hue: if nc > 0 {
+            [hue_a / nc as f32, hue_b / nc as f32]
+        } else {
+            [0.0, 0.0]
+        },
+        value: if nc > 0 { value / nc as f32 } else { 0.0 },
+        white_value: if nw > 0 { white_value / nw as f32 } else { 0.0 },
     }
 }
 

@@ -1,0 +1,495 @@
+//! The ball tracker: stable ids, numbers, velocities, motion and pocketings across frames.
+//!
+//! - **Association**: each track predicts where its ball is now at constant velocity. A first
+//!   pass matches detections to predictions greedily, nearest first, inside a gate that grows
+//!   with the track's speed. A second pass re-associates what is left (balls that changed
+//!   course in a collision, or a break that moves a ball several radii per frame) inside a wide
+//!   gate, with the number evidence as a tie-breaker.
+//! - **Memory**: a track that is not seen (a hand or the cue over the ball) is kept for
+//!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears.
+//! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
+//!   the recent past counts most); every frame [`identify::assign`] gives each number to at
+//!   most one track, or none when no track is sure enough (`null` rather than a guess). An
+//!   identified ball's id is its number; the others get ids from
+//!   [`UNIDENTIFIED_ID_BASE`] up.
+//! - **Motion**: a ball moves when it was displaced by more than the detector's jitter since
+//!   it was last seen; a still ball is reported at a smoothed position so it does not shimmer.
+//! - **Pockets**: a moving ball that vanishes next to one of the six pockets and stays away for
+//!   [`POCKET_CONFIRM_NS`] was pocketed: reported once, and its track ends.
+//!
+//! Knows nothing of pixels: it works on the detector's [`Ball`]s and capture times.
+
+use billiards_detections::UNIDENTIFIED_ID_BASE;
+
+use crate::identify::{self, NUMBERS};
+use crate::model::{Ball, BallKind};
+
+/// Displacement below which a ball counts as still over one frame at 30 fps (frame pixels);
+/// scaled to the actual time between sightings.
+pub const STILL_PX: f32 = 0.75;
+/// How long a hidden ball keeps its track and id (ns of capture time).
+pub const MEMORY_NS: u64 = 1_000_000_000;
+/// How long a ball must stay away from the spot next to a pocket to count as pocketed.
+pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
+/// How near a pocket (in radii of the ball) a ball must have been last seen.
+const POCKET_RADII: f32 = 3.5;
+/// Decay of a track's number votes per sighting: about the last 30 sightings count.
+const VOTE_DECAY: f32 = 0.97;
+/// Share of the votes the best number needs before it is given.
+const MIN_SHARE: f32 = 0.4;
+/// Summed votes (about sightings) before a number is given at all.
+const MIN_EVIDENCE: f32 = 2.5;
+/// Extra pull of the number a track already has, so numbers do not flicker between
+/// look-alikes.
+const KEEP_BONUS: f32 = 0.4;
+/// A hidden ball's position is extrapolated for at most this long (it most likely stopped or
+/// is under a hand).
+const MAX_EXTRAPOLATE_S: f32 = 0.1;
+/// Gate of the second (re-association) pass, in radii on top of the travel at the track's
+/// speed.
+const REASSOCIATE_RADII: f32 = 12.0;
+/// Association cost of a detection that does not look like the track's number, in radii.
+const IDENTITY_RADII: f32 = 6.0;
+/// A still ball's displacement must exceed this many times its jitter to count as motion.
+const JITTER_FACTOR: f32 = 3.0;
+/// ... but never more than this many radii per frame.
+const MAX_STILL_RADII: f32 = 0.15;
+/// Sightings of a new track whose displacements do not count as motion.
+const SETTLE_SIGHTINGS: u32 = 3;
+/// After the tracker starts (or is reset) nothing counts as motion for this long: the
+/// detector settles its radius estimate on the first frames, which shifts the centres a little.
+const WARMUP_NS: u64 = 700_000_000;
+/// Frame period the still threshold is given for.
+const FRAME_S: f32 = 1.0 / 30.0;
+
+/// A ball with its track.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackedBall {
+    /// The ball, at its smoothed position and with the voted kind (the number's kind once it
+    /// is identified).
+    pub ball: Ball,
+    /// Stable id: the number when identified, else [`UNIDENTIFIED_ID_BASE`] or more.
+    pub id: u64,
+    /// Velocity, pixels per second (0 for a new track).
+    pub vx: f32,
+    /// Velocity, pixels per second.
+    pub vy: f32,
+    /// Pool number, when identified.
+    pub number: Option<u8>,
+    /// How sure the number is, 0..1 (0 without a number).
+    pub number_confidence: f32,
+    /// Whether the ball moved since it was last seen.
+    pub moving: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    serial: u64,
+    x: f32,
+    y: f32,
+    /// Smoothed velocity (reported).
+    vx: f32,
+    vy: f32,
+    /// Last measured velocity (predicts: no lag when a ball is struck).
+    pvx: f32,
+    pvy: f32,
+    r: f32,
+    /// Capture time of the last sighting.
+    t_ns: u64,
+    kind_votes: [f32; 5],
+    votes: [f32; NUMBERS],
+    number: Option<u8>,
+    confidence: f32,
+    moving: bool,
+    seen: bool,
+    /// Typical displacement of this ball between sightings while it is still (the
+    /// detector's jitter on it, which noise raises), frame pixels.
+    jitter: f32,
+    /// Sightings so far: a track's first few displacements are not motion (a ball that just
+    /// came into view, or the detector settling on the first frames).
+    sightings: u32,
+}
+
+impl Track {
+    fn predict(&self, t_ns: u64) -> (f32, f32) {
+        let dt = self.dt(t_ns);
+        (self.x + self.pvx * dt, self.y + self.pvy * dt)
+    }
+
+    fn dt(&self, t_ns: u64) -> f32 {
+        (t_ns.saturating_sub(self.t_ns) as f32 * 1e-9).min(MAX_EXTRAPOLATE_S)
+    }
+
+    fn speed(&self) -> f32 {
+        (self.pvx * self.pvx + self.pvy * self.pvy).sqrt()
+    }
+
+    fn kind(&self) -> BallKind {
+        if let Some(n) = self.number {
+            return BallKind::from_number(n as u32);
+        }
+        let (i, _) = self
+            .kind_votes
+            .iter()
+            .enumerate()
+            .fold(
+                (4, 0.0f32),
+                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+            );
+        BallKind::ALL[i]
+    }
+
+    /// Whether a ball with evidence `e` is plainly another ball than this confidently
+    /// identified one (a ball struck in a break lands next to the spot its neighbour just
+    /// left).
+    fn plainly_not(&self, e: &[f32; NUMBERS]) -> bool {
+        match self.number {
+            Some(n) if self.confidence > 0.5 => e[n as usize] < 0.005,
+            _ => false,
+        }
+    }
+
+    /// Association cost, in radii, of a ball with evidence `e` for this track's number: a
+    /// ball that does not look like it costs as much as several radii of distance (after a
+    /// collision the cue ball's prediction lands on the ball it hit).
+    fn identity_cost(&self, e: &[f32; NUMBERS]) -> f32 {
+        match self.number {
+            Some(n) => IDENTITY_RADII * (1.0 - (e[n as usize] * 4.0).min(1.0)),
+            None => 0.0,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        match self.number {
+            Some(n) => n as u64,
+            None => UNIDENTIFIED_ID_BASE + self.serial,
+        }
+    }
+}
+
+/// Tracks balls across frames; one per stream of frames.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    tracks: Vec<Track>,
+    next_serial: u64,
+    pockets: Vec<[f32; 2]>,
+    pocketed: Vec<u8>,
+    motion: bool,
+    /// Capture time of the first update since the start or the last reset.
+    started_ns: Option<u64>,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// Forgets every track (e.g. after a gap in the frames).
+    pub fn reset(&mut self) {
+        self.tracks.clear();
+        self.pocketed.clear();
+        self.motion = false;
+        self.started_ns = None;
+    }
+
+    /// Number of live tracks (seen or remembered).
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Whether there are no tracks.
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+
+    /// Tells the tracker where the playing surface is (four corners clockwise from the
+    /// top-left, frame pixels), so it knows the six pockets; `None` keeps the last one.
+    pub fn set_table(&mut self, corners: Option<[[f32; 2]; 4]>) {
+        if let Some(c) = corners {
+            self.pockets = pockets_of(&c).to_vec();
+        }
+    }
+
+    /// Numbers of the balls found pocketed by the last [`Tracker::update`].
+    pub fn pocketed(&self) -> &[u8] {
+        &self.pocketed
+    }
+
+    /// Whether any ball moved in the last [`Tracker::update`].
+    pub fn motion(&self) -> bool {
+        self.motion
+    }
+
+    /// Matches `balls`, seen at `t_ns` (CLOCK_MONOTONIC), to the tracks and returns them with
+    /// ids, numbers, velocities and motion, in the order of `balls`.
+    pub fn update(&mut self, balls: &[Ball], t_ns: u64) -> Vec<TrackedBall> {
+        self.pocketed.clear();
+        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
+        let white = identify::white_reference(balls.iter().map(|b| b.features));
+        let evidence: Vec<[f32; NUMBERS]> = balls
+            .iter()
+            .map(|b| identify::evidence(b.kind, &b.features, white))
+            .collect();
+        let track_of = self.associate(balls, &evidence, t_ns);
+        let mut used = vec![false; self.tracks.len()];
+        let mut index_of = vec![usize::MAX; balls.len()];
+        for (bi, b) in balls.iter().enumerate() {
+            let kind_i = BallKind::ALL.iter().position(|&k| k == b.kind).unwrap_or(4);
+            let e = evidence[bi];
+            let ti = track_of[bi];
+            if ti == usize::MAX {
+                let mut kind_votes = [0.0; 5];
+                kind_votes[kind_i] = 1.0;
+                self.tracks.push(Track {
+                    serial: self.next_serial,
+                    x: b.x,
+                    y: b.y,
+                    vx: 0.0,
+                    vy: 0.0,
+                    pvx: 0.0,
+                    pvy: 0.0,
+                    r: b.radius,
+                    t_ns,
+                    kind_votes,
+                    votes: e,
+                    number: None,
+                    confidence: 0.0,
+                    moving: false,
+                    seen: true,
+                    sightings: 1,
+                    jitter: STILL_PX / JITTER_FACTOR,
+                });
+                self.next_serial += 1;
+                used.push(true);
+                index_of[bi] = self.tracks.len() - 1;
+                continue;
+            }
+            used[ti] = true;
+            index_of[bi] = ti;
+            let t = &mut self.tracks[ti];
+            let dt = t_ns.saturating_sub(t.t_ns) as f32 * 1e-9;
+            let (dx, dy) = (b.x - t.x, b.y - t.y);
+            let disp = (dx * dx + dy * dy).sqrt();
+            // The jitter allowance is per frame (a ball unseen for a while may have crept),
+            // and grows with this ball's own jitter on noisy frames, up to a limit so that a
+            // slowly rolling ball still counts as moving.
+            // (`min` then `max`: on small balls the cap may be below STILL_PX, which wins.)
+            let allowance = (JITTER_FACTOR * t.jitter)
+                .min(MAX_STILL_RADII * t.r)
+                .max(STILL_PX);
+            let still = disp < allowance * (dt / FRAME_S).max(1.0);
+            if still && dt <= 2.5 * FRAME_S {
+                t.jitter = 0.95 * t.jitter + 0.05 * disp;
+            }
+            if dt > 0.0 {
+                let (ivx, ivy) = if still {
+                    (0.0, 0.0)
+                } else {
+                    (dx / dt, dy / dt)
+                };
+                t.vx = 0.5 * t.vx + 0.5 * ivx;
+                t.vy = 0.5 * t.vy + 0.5 * ivy;
+                t.pvx = ivx;
+                t.pvy = ivy;
+            }
+            if still {
+                t.x += 0.3 * dx;
+                t.y += 0.3 * dy;
+            } else {
+                t.x = b.x;
+                t.y = b.y;
+            }
+            if still {
+                // Smoothed velocities die out quickly once the ball stops.
+                if t.vx.abs() < 1.0 && t.vy.abs() < 1.0 {
+                    t.vx = 0.0;
+                    t.vy = 0.0;
+                }
+            }
+            t.sightings = t.sightings.saturating_add(1);
+            t.moving = !still && dt > 0.0 && t.sightings > SETTLE_SIGHTINGS && warm;
+            t.r = 0.8 * t.r + 0.2 * b.radius;
+            t.t_ns = t_ns;
+            t.seen = true;
+            for v in t.kind_votes.iter_mut() {
+                *v *= 0.8;
+            }
+            t.kind_votes[kind_i] += 1.0;
+            for (v, ev) in t.votes.iter_mut().zip(e) {
+                *v = *v * VOTE_DECAY + ev;
+            }
+        }
+        for (t, &u) in self.tracks.iter_mut().zip(&used) {
+            if !u {
+                t.seen = false;
+            }
+        }
+        // Tracks are about to be dropped (indices shift): remember each ball's by serial.
+        let serial_of: Vec<u64> = index_of.iter().map(|&i| self.tracks[i].serial).collect();
+        self.find_pocketed(t_ns);
+        self.tracks
+            .retain(|t| t.seen || t_ns.saturating_sub(t.t_ns) <= MEMORY_NS);
+        self.identify();
+        self.motion = self.tracks.iter().any(|t| t.seen && t.moving);
+        let mut out = Vec::with_capacity(balls.len());
+        for (b, serial) in balls.iter().zip(serial_of) {
+            // Seen tracks are never dropped in this update, so every ball's is there.
+            let Some(t) = self.tracks.iter().find(|t| t.serial == serial) else {
+                continue;
+            };
+            let mut ball = *b;
+            ball.x = t.x;
+            ball.y = t.y;
+            ball.kind = t.kind();
+            out.push(TrackedBall {
+                ball,
+                id: t.id(),
+                vx: t.vx,
+                vy: t.vy,
+                number: t.number,
+                number_confidence: t.confidence,
+                moving: t.moving,
+            });
+        }
+        out
+    }
+
+    /// For each ball, the index of its track, or `usize::MAX` for a new one.
+    fn associate(&self, balls: &[Ball], evidence: &[[f32; NUMBERS]], t_ns: u64) -> Vec<usize> {
+        let mut track_of = vec![usize::MAX; balls.len()];
+        let mut used = vec![false; self.tracks.len()];
+        // Pass 1: near the prediction, cheapest first (distance plus identity).
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            let (px, py) = t.predict(t_ns);
+            let travel = t.speed() * t.dt(t_ns);
+            for (bi, b) in balls.iter().enumerate() {
+                let gate = 1.5 * b.radius + 0.5 * travel;
+                let d = ((b.x - px).powi(2) + (b.y - py).powi(2)).sqrt();
+                if d <= gate && !t.plainly_not(&evidence[bi]) {
+                    let cost = d / b.radius.max(1.0) + t.identity_cost(&evidence[bi]);
+                    pairs.push((cost, ti, bi));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, ti, bi) in pairs {
+            if !used[ti] && track_of[bi] == usize::MAX {
+                used[ti] = true;
+                track_of[bi] = ti;
+            }
+        }
+        // Pass 2: what is left, within a wide gate; a number that the ball plainly is not
+        // costs as much as several radii.
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            if used[ti] {
+                continue;
+            }
+            let (px, py) = t.predict(t_ns);
+            let travel = t.speed() * t.dt(t_ns);
+            for (bi, b) in balls.iter().enumerate() {
+                if track_of[bi] != usize::MAX {
+                    continue;
+                }
+                let r = b.radius.max(1.0);
+                let d = ((b.x - px).powi(2) + (b.y - py).powi(2)).sqrt();
+                if d > REASSOCIATE_RADII * r + 1.5 * travel {
+                    continue;
+                }
+                pairs.push((d / r + t.identity_cost(&evidence[bi]), ti, bi));
+            }
+        }
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, ti, bi) in pairs {
+            if !used[ti] && track_of[bi] == usize::MAX {
+                used[ti] = true;
+                track_of[bi] = ti;
+            }
+        }
+        track_of
+    }
+
+    /// Ends the tracks of balls that went into a pocket, reporting their numbers.
+    fn find_pocketed(&mut self, t_ns: u64) {
+        if self.pockets.is_empty() {
+            return;
+        }
+        let pockets = &self.pockets;
+        let mut gone = Vec::new();
+        self.tracks.retain(|t| {
+            if t.seen || !t.moving || t_ns.saturating_sub(t.t_ns) < POCKET_CONFIRM_NS {
+                return true;
+            }
+            // Where it was last seen, or a frame further on its way.
+            let ahead = (t.x + t.pvx * FRAME_S, t.y + t.pvy * FRAME_S);
+            let near = pockets.iter().any(|p| {
+                let d0 = ((t.x - p[0]).powi(2) + (t.y - p[1]).powi(2)).sqrt();
+                let d1 = ((ahead.0 - p[0]).powi(2) + (ahead.1 - p[1]).powi(2)).sqrt();
+                d0.min(d1) <= POCKET_RADII * t.r
+            });
+            if near {
+                if let Some(n) = t.number {
+                    gone.push(n);
+                }
+                return false;
+            }
+            true
+        });
+        self.pocketed = gone;
+    }
+
+    /// Gives the numbers for this frame: one-to-one over every live track (hidden ones keep
+    /// their number reserved).
+    fn identify(&mut self) {
+        let mut cost = Vec::with_capacity(self.tracks.len());
+        let mut null_cost = Vec::with_capacity(self.tracks.len());
+        for t in &self.tracks {
+            let total: f32 = t.votes.iter().sum();
+            let mut row = [0.0f32; NUMBERS];
+            for (c, v) in row.iter_mut().zip(t.votes) {
+                *c = -(v / total.max(1e-6) + 1e-4).ln();
+            }
+            if let Some(n) = t.number {
+                row[n as usize] -= KEEP_BONUS;
+            }
+            cost.push(row);
+            // Too little evidence yet: "no number" always wins.
+            null_cost.push(if total < MIN_EVIDENCE {
+                -100.0
+            } else {
+                -MIN_SHARE.ln()
+            });
+        }
+        let numbers = identify::assign(&cost, &null_cost);
+        for (t, n) in self.tracks.iter_mut().zip(numbers) {
+            let total: f32 = t.votes.iter().sum();
+            t.number = n;
+            t.confidence = match n {
+                Some(n) => {
+                    let share = t.votes[n as usize] / total.max(1e-6);
+                    let maturity = (total / (4.0 * MIN_EVIDENCE)).min(1.0);
+                    (share * maturity).clamp(0.0, 1.0)
+                }
+                None => 0.0,
+            };
+        }
+    }
+}
+
+/// The six pockets of a table with these playing-surface corners: the four corners and the
+/// middles of the two long sides.
+pub fn pockets_of(c: &[[f32; 2]; 4]) -> [[f32; 2]; 6] {
+    let len = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+    let mid = |a: [f32; 2], b: [f32; 2]| [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
+    let (m1, m2) = if len(c[0], c[1]) + len(c[2], c[3]) >= len(c[1], c[2]) + len(c[3], c[0]) {
+        (mid(c[0], c[1]), mid(c[2], c[3]))
+    } else {
+        (mid(c[1], c[2]), mid(c[3], c[0]))
+    };
+    [c[0], c[1], c[2], c[3], m1, m2]
+}
+
+#[cfg(test)]
+mod tests;

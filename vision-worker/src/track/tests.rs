@@ -1,0 +1,288 @@
+use super::*;
+use crate::model::KindFeatures;
+
+const FRAME_NS: u64 = 33_333_333;
+/// When tests start: after the tracker's warm-up.
+const T0: u64 = 1_000_000_000;
+
+/// A tracker past its warm-up (started at 0, now at [`T0`]).
+fn warmed() -> Tracker {
+    let mut t = Tracker::new();
+    t.update(&[], 0);
+    t
+}
+
+fn ball(x: f32, y: f32, kind: BallKind) -> Ball {
+    Ball {
+        x,
+        y,
+        radius: 10.0,
+        kind,
+        score: 1.0,
+        fit_rms: 0.0,
+        features: Default::default(),
+    }
+}
+
+/// A ball that looks like `number` of a standard set (kind and hue).
+fn numbered(x: f32, y: f32, number: u8) -> Ball {
+    // BGR of yellow, blue, red, purple, orange, green, maroon.
+    const BGR: [[f32; 3]; 7] = [
+        [0.0, 190.0, 244.0],
+        [170.0, 60.0, 16.0],
+        [34.0, 30.0, 206.0],
+        [132.0, 38.0, 92.0],
+        [10.0, 106.0, 248.0],
+        [62.0, 118.0, 8.0],
+        [34.0, 26.0, 124.0],
+    ];
+    let kind = BallKind::from_number(number as u32);
+    let mut b = ball(x, y, kind);
+    if matches!(kind, BallKind::Solid | BallKind::Stripe) {
+        let i = (number as usize - 1) % 8;
+        let [bl, g, r] = BGR[i];
+        let mx = bl.max(g).max(r);
+        b.features = KindFeatures {
+            colour: 0.5,
+            hue: [(r - 0.5 * (g + bl)) / mx, 0.866_025_4 * (g - bl) / mx],
+            value: if i == 6 { 0.85 } else { 1.45 },
+            n: 300,
+            ..KindFeatures::default()
+        };
+    }
+    b
+}
+
+#[test]
+fn ids_follow_moving_balls_and_velocities_are_measured() {
+    let mut t = warmed();
+    let first = t.update(
+        &[
+            ball(100.0, 100.0, BallKind::Cue),
+            ball(300.0, 100.0, BallKind::Solid),
+        ],
+        T0,
+    );
+    let (a, b) = (first[0].id, first[1].id);
+    assert_ne!(a, b);
+    assert!(a >= UNIDENTIFIED_ID_BASE && b >= UNIDENTIFIED_ID_BASE);
+    let mut last = Vec::new();
+    for i in 1..10u64 {
+        // The cue ball rolls right at 150 px/s; listed second to check the matching.
+        let x = 100.0 + 5.0 * i as f32;
+        last = t.update(
+            &[
+                ball(300.0, 100.0, BallKind::Solid),
+                ball(x, 100.0, BallKind::Cue),
+            ],
+            T0 + i * FRAME_NS,
+        );
+        if i >= 2 {
+            // Three sightings of evidence first: `null` rather than a guess.
+            assert_eq!(last[1].number, Some(0), "the cue ball is identified");
+            assert_eq!(last[1].id, 0, "an identified ball's id is its number");
+        } else {
+            assert_eq!(last[1].number, None);
+            assert_eq!(last[1].id, a);
+        }
+        // A new track's first displacements are not motion.
+        assert_eq!(last[1].moving, i >= 3, "frame {i}");
+        assert!(!last[0].moving);
+        assert_eq!(t.motion(), i >= 3);
+    }
+    // A solid of unknown colour is never given a number.
+    assert_eq!(last[0].number, None);
+    assert_eq!(last[0].id, b, "the unidentified ball keeps its id");
+    assert!((last[1].vx - 150.0).abs() < 5.0, "{:?}", last[1]);
+    assert!(last[1].vy.abs() < 1.0);
+    assert_eq!(last[0].vx, 0.0);
+}
+
+#[test]
+fn still_balls_are_smoothed_and_kinds_voted() {
+    let mut t = Tracker::new();
+    let mut xs = Vec::new();
+    for i in 0..20u64 {
+        let jitter = if i % 2 == 0 { 0.3 } else { -0.3 };
+        let kind = if i == 10 {
+            BallKind::Solid
+        } else {
+            BallKind::Stripe
+        };
+        let out = t.update(&[ball(200.0 + jitter, 50.0, kind)], i * FRAME_NS);
+        xs.push(out[0].ball.x);
+        assert_eq!(out[0].ball.kind, BallKind::Stripe, "frame {i}");
+        assert!(!out[0].moving, "jitter is not motion (frame {i})");
+        assert!(!t.motion());
+    }
+    let spread = xs[10..]
+        .iter()
+        .fold(0.0f32, |m, &x| m.max((x - 200.0).abs()));
+    assert!(spread < 0.2, "{xs:?}");
+}
+
+#[test]
+fn a_hidden_ball_keeps_its_id_for_a_second_and_no_longer() {
+    let mut t = Tracker::new();
+    let other = ball(500.0, 300.0, BallKind::Solid);
+    let mut now = 0;
+    let id = t.update(&[ball(100.0, 100.0, BallKind::Stripe), other], now)[0].id;
+    // Hidden (a hand) for 0.9 s: same id when it reappears.
+    for _ in 0..27 {
+        now += FRAME_NS;
+        t.update(&[other], now);
+    }
+    now += FRAME_NS;
+    let back = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
+    assert_eq!(back[0].id, id);
+    // Hidden for 1.5 s: the track is gone, a new id.
+    for _ in 0..45 {
+        now += FRAME_NS;
+        t.update(&[other], now);
+    }
+    now += FRAME_NS;
+    let new = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
+    assert_ne!(new[0].id, id);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn a_break_keeps_every_id() {
+    // Six balls in a row, struck apart: each moves 4-7 radii per frame, diverging, through
+    // the spots the others just left.
+    let mut t = warmed();
+    let start: Vec<(f32, f32)> = (0..6).map(|i| (400.0 + 20.5 * i as f32, 300.0)).collect();
+    let numbers = [1u8, 9, 3, 11, 5, 13];
+    let at = |k: u64| -> Vec<Ball> {
+        start
+            .iter()
+            .zip(numbers)
+            .enumerate()
+            .map(|(i, (&(x, y), n))| {
+                let speed = if k == 0 { 0.0 } else { 40.0 + 10.0 * i as f32 };
+                let a = (i as f32 - 2.5) * 0.5;
+                numbered(
+                    x + speed * k as f32 * a.cos(),
+                    y + speed * k as f32 * a.sin(),
+                    n,
+                )
+            })
+            .collect()
+    };
+    let mut now = T0;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids = t.update(&at(0), now).iter().map(|b| b.id).collect();
+        now += FRAME_NS;
+    }
+    assert_eq!(ids, numbers.map(|n| n as u64).to_vec(), "all identified");
+    for k in 1..8 {
+        let out = t.update(&at(k), now);
+        now += FRAME_NS;
+        let got: Vec<u64> = out.iter().map(|b| b.id).collect();
+        assert_eq!(got, ids, "frame {k} of the break");
+        assert!(out.iter().all(|b| b.moving));
+    }
+}
+
+#[test]
+fn numbers_are_unique_per_frame() {
+    let mut t = Tracker::new();
+    // Two balls that both look like the 4 (one of them, in truth, a mislit 12).
+    let mut now = 0;
+    for _ in 0..30 {
+        let out = t.update(&[numbered(100.0, 100.0, 4), numbered(300.0, 100.0, 4)], now);
+        now += FRAME_NS;
+        let fours = out.iter().filter(|b| b.number == Some(4)).count();
+        assert!(fours <= 1, "{out:?}");
+        assert_ne!(out[0].id, out[1].id);
+    }
+    let out = t.update(&[numbered(100.0, 100.0, 4), numbered(300.0, 100.0, 4)], now);
+    assert_eq!(out.iter().filter(|b| b.number == Some(4)).count(), 1);
+    let four = out.iter().find(|b| b.number == Some(4)).unwrap();
+    assert!(four.number_confidence > 0.5, "{four:?}");
+    assert_eq!(four.id, 4);
+}
+
+#[test]
+fn a_ball_rolling_into_a_pocket_is_reported_once() {
+    let mut t = warmed();
+    t.set_table(Some([
+        [50.0, 50.0],
+        [850.0, 50.0],
+        [850.0, 450.0],
+        [50.0, 450.0],
+    ]));
+    let still = numbered(400.0, 250.0, 2);
+    let mut now = T0;
+    for _ in 0..10 {
+        t.update(&[numbered(200.0, 200.0, 6), still], now);
+        now += FRAME_NS;
+    }
+    // The 6 rolls into the top-left corner pocket at 10 px per frame.
+    let (mut x, mut y) = (200.0f32, 200.0f32);
+    while x > 65.0 {
+        x -= 10.0;
+        y -= 10.0;
+        t.update(&[numbered(x, y, 6), still], now);
+        assert!(t.pocketed().is_empty());
+        now += FRAME_NS;
+    }
+    let mut events = Vec::new();
+    for _ in 0..40 {
+        t.update(&[still], now);
+        events.extend_from_slice(t.pocketed());
+        now += FRAME_NS;
+    }
+    assert_eq!(events, vec![6]);
+    // A ball that stops short of nothing and is hidden is not pocketed.
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_ball_hidden_in_mid_table_is_not_pocketed() {
+    let mut t = warmed();
+    t.set_table(Some([
+        [50.0, 50.0],
+        [850.0, 50.0],
+        [850.0, 450.0],
+        [50.0, 450.0],
+    ]));
+    let mut now = T0;
+    for k in 0..10 {
+        t.update(&[numbered(300.0 + 8.0 * k as f32, 250.0, 1)], now);
+        now += FRAME_NS;
+    }
+    for _ in 0..20 {
+        t.update(&[], now);
+        assert!(t.pocketed().is_empty());
+        now += FRAME_NS;
+    }
+    let back = t.update(&[numbered(390.0, 250.0, 1)], now);
+    assert_eq!(back[0].id, 1);
+}
+
+#[test]
+fn pockets_are_corners_and_long_side_middles() {
+    let p = pockets_of(&[[0.0, 0.0], [200.0, 0.0], [200.0, 100.0], [0.0, 100.0]]);
+    assert!(p.contains(&[100.0, 0.0]) && p.contains(&[100.0, 100.0]));
+    let p = pockets_of(&[[0.0, 0.0], [100.0, 0.0], [100.0, 200.0], [0.0, 200.0]]);
+    assert!(p.contains(&[100.0, 100.0]) && p.contains(&[0.0, 100.0]));
+}
+
+#[test]
+fn tiny_balls_still_get_the_minimum_motion_threshold() {
+    // At 2 px the radius-based cap is below the jitter floor: the floor wins (no panic).
+    let mut t = warmed();
+    let mut b = ball(100.0, 100.0, BallKind::Cue);
+    b.radius = 2.0;
+    let mut now = T0;
+    for k in 0..10 {
+        b.x = 100.0 + 0.3 * (k % 2) as f32;
+        let out = t.update(&[b], now);
+        assert!(!out[0].moving, "frame {k}");
+        now += FRAME_NS;
+    }
+    b.x += 5.0;
+    assert!(t.update(&[b], now)[0].moving);
+}
