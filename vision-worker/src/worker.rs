@@ -29,7 +29,7 @@ use shm_core::{
 use tracing::{debug, info, warn};
 
 use crate::detect::{DetectError, Detector, DetectorParams};
-use crate::model::{BallJson, DetectionsJson, FrameDetections, TableJson};
+use crate::model::{BallJson, CueJson, DetectionsJson, FrameDetections, TableJson};
 use crate::track::Tracker;
 
 pub use billiards_detections::{DETECTIONS_CAPACITY, DETECTIONS_SLOTS};
@@ -306,6 +306,10 @@ pub fn run(
     info!(channel = det_loc.name(), "publishing detections");
 
     let mut det = Detector::new(DetectorParams::default());
+    if let Some(corners) = fixed_corners(config) {
+        info!(?corners, "table fixed by vision.table_corners; table detection is off");
+        det = det.with_table_corners(corners);
+    }
     let mut tracker = Tracker::new();
     let mut json: Vec<u8> = Vec::with_capacity(8192);
     let mut summary = RunSummary::default();
@@ -435,6 +439,12 @@ pub fn run(
                 .collect(),
             table_found: found.table.is_some(),
             detect_ms: round2(elapsed.as_secs_f32() * 1e3),
+            cue: found.cue.map(|c| CueJson {
+                tip: [round2(c.tip[0]), round2(c.tip[1])],
+                angle_deg: round2(c.angle_deg),
+                confidence: round2(c.confidence),
+            }),
+            table_source: found.table_source,
         };
         json.clear();
         serde_json::to_writer(&mut json, &record)
@@ -475,6 +485,16 @@ pub fn run(
         "stopping"
     );
     Ok(summary)
+}
+
+/// `vision.table_corners` as the detector takes them (the config crate has checked that there
+/// are four, inside the frame, clockwise).
+fn fixed_corners(config: &Config) -> Option<[[f32; 2]; 4]> {
+    let c = config.vision.table_corners.as_ref()?;
+    if c.len() != 4 {
+        return None;
+    }
+    Some([0, 1, 2, 3].map(|i| [c[i][0] as f32, c[i][1] as f32]))
 }
 
 /// Two decimals are far below the detector's accuracy and keep the JSON short.

@@ -158,6 +158,14 @@ pub(crate) struct BallBuffers {
     pub times: StageTimes,
 }
 
+impl BallBuffers {
+    /// The cleaned foreground of the last [`find_balls`] call (table ROI sized, non-zero where
+    /// the pixel is not cloth), for the stages that look for other things than balls.
+    pub(crate) fn foreground(&self) -> Result<&[u8], DetectError> {
+        self.fg.closed()
+    }
+}
+
 /// Finds the balls on the table in the working image `img` (`w` x `h`, BGR); `radius_hint`
 /// is the ball radius measured on earlier frames, if any.
 pub(crate) fn find_balls(

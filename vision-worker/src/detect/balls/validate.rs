@@ -1,8 +1,12 @@
 //! Step 5: validation of the fitted circles: inside the table, mostly foreground, not in a
-//! pocket, no duplicates.
+//! pocket, not skin, no duplicates.
+//!
+//! A hand reaching over the table has round fingertips and a palm about a ball wide. Skin is
+//! a warm colour of moderate saturation: orange, red and yellow balls are far more saturated,
+//! white balls far less, so a circle whose pixels are mostly skin-coloured is a hand.
 
 use super::foreground::Blobs;
-use super::{Found, Roi, Work};
+use super::{Found, Image, Roi, Work};
 use crate::detect::geom::convex_inside_dist;
 
 /// Keeps the circles of `found` that are balls, best outlined first; `r_ball` is the common
@@ -26,6 +30,9 @@ pub(super) fn validate(
         if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
             continue;
         }
+        if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
+            continue;
+        }
         // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
         // the pocket's darkness just around it.
         if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
@@ -40,6 +47,45 @@ pub(super) fn validate(
         kept.push(f);
     }
     kept
+}
+
+/// A circle with more than this share of skin-coloured pixels is a hand, not a ball.
+const SKIN_MAX: f32 = 0.45;
+
+/// Whether a BGR colour is skin-like: red above green above blue, a hue of about 5-30 degrees
+/// and a saturation of 0.15-0.62, not too dark.
+fn is_skin(b: f32, g: f32, r: f32) -> bool {
+    if !(r > g && g > b) || r < 50.0 {
+        return false;
+    }
+    let chroma = r - b;
+    let sat = chroma / r;
+    let hue = 60.0 * (g - b) / chroma.max(1.0);
+    chroma >= 20.0 && (0.15..=0.62).contains(&sat) && (5.0..=30.0).contains(&hue)
+}
+
+/// Share of skin-coloured pixels within `r` of `(cx, cy)` (working coordinates).
+fn skin_fraction(img: Image<'_>, cx: f32, cy: f32, r: f32) -> f32 {
+    let xa = (cx - r).floor().max(0.0) as usize;
+    let xb = ((cx + r).ceil().max(0.0) as usize).min(img.w - 1);
+    let ya = (cy - r).floor().max(0.0) as usize;
+    let yb = ((cy + r).ceil().max(0.0) as usize).min(img.h - 1);
+    let (mut n, mut skin) = (0u32, 0u32);
+    for y in ya..=yb {
+        for x in xa..=xb {
+            if (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) > r * r {
+                continue;
+            }
+            let o = (y * img.w + x) * 3;
+            n += 1;
+            skin += u32::from(is_skin(
+                img.px[o] as f32,
+                img.px[o + 1] as f32,
+                img.px[o + 2] as f32,
+            ));
+        }
+    }
+    skin as f32 / n.max(1) as f32
 }
 
 /// Fraction of foreground pixels of `mask` (ROI-sized) within `r` of `(cx, cy)` (working
@@ -119,6 +165,43 @@ mod tests {
         (0..ROI.rw * ROI.rh)
             .map(|i| u8::from(set(i % ROI.rw, i / ROI.rw)))
             .collect()
+    }
+
+    #[test]
+    fn skin_is_told_from_ball_colours() {
+        // Light, medium and dark skin (BGR).
+        for skin in [[150.0, 175.0, 225.0], [110.0, 140.0, 205.0], [60.0, 85.0, 130.0]] {
+            assert!(is_skin(skin[0], skin[1], skin[2]), "{skin:?}");
+        }
+        // Ball colours of both renderers, white and cloths are not.
+        for not in [
+            [0.0, 190.0, 244.0],
+            [10.0, 106.0, 248.0],
+            [25.0, 115.0, 245.0],
+            [34.0, 30.0, 206.0],
+            [34.0, 26.0, 124.0],
+            [228.0, 238.0, 240.0],
+            [22.0, 20.0, 20.0],
+            [58.0, 112.0, 24.0],
+            [92.0, 140.0, 176.0],
+        ] {
+            assert!(!is_skin(not[0], not[1], not[2]), "{not:?}");
+        }
+    }
+
+    #[test]
+    fn skin_fraction_counts_the_disc() {
+        let (w, h) = (20usize, 20usize);
+        let mut px = vec![0u8; w * h * 3];
+        for i in 0..w * h {
+            let c: [u8; 3] = if i % w < 10 { [110, 140, 205] } else { [58, 112, 24] };
+            px[i * 3..i * 3 + 3].copy_from_slice(&c);
+        }
+        let img = Image { px: &px, w, h };
+        assert!(skin_fraction(img, 4.0, 10.0, 3.0) > 0.99);
+        assert!(skin_fraction(img, 15.0, 10.0, 3.0) < 0.01);
+        let half = skin_fraction(img, 9.5, 10.0, 4.0);
+        assert!((0.4..0.6).contains(&half), "{half}");
     }
 
     #[test]
