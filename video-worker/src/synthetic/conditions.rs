@@ -230,23 +230,27 @@ fn cue(mut img: Img<'_>, t: &GroundTruth, r: f64, rng: &mut Rng) -> Option<CueTr
     };
     let length = 52.0 * r;
     let gap = r * rng.range(0.6, 2.5);
-    // Prefer a direction whose stick lies over other balls.
+    // Prefer a direction whose stick lies over other balls, further back than the tip's
+    // first few radii: near the tip the stick is as low as the cue ball's centre, so no ball
+    // can be under it there.
     let mut best = (-1i32, 0.0f64);
     for _ in 0..24 {
         let a = rng.range(-std::f64::consts::PI, std::f64::consts::PI);
         let (dx, dy) = (a.cos(), a.sin());
         let tip = [target[0] - dx * (r + gap), target[1] - dy * (r + gap)];
-        let crossed = t
-            .balls
-            .iter()
-            .filter(|b| {
-                let (px, py) = (b.x as f64 - tip[0], b.y as f64 - tip[1]);
-                let along = -(px * dx + py * dy);
-                let perp = (-px * dy + py * dx).abs();
-                along > 1.5 * r && along < 25.0 * r && perp < 1.1 * r
-            })
-            .count() as i32;
-        if crossed > best.0 {
+        let (mut crossed, mut blocked) = (0i32, false);
+        for b in &t.balls {
+            let (px, py) = (b.x as f64 - tip[0], b.y as f64 - tip[1]);
+            let along = -(px * dx + py * dy);
+            let perp = (-px * dy + py * dx).abs();
+            if (-0.5 * r..4.0 * r).contains(&along) && perp < 1.5 * r {
+                blocked = true;
+            } else if along > 4.0 * r && along < 25.0 * r && perp < 1.1 * r {
+                crossed += 1;
+            }
+        }
+        let crossed = if blocked { -1 } else { crossed };
+        if crossed > best.0 || best.0 < 0 && crossed == best.0 && best.1 == 0.0 {
             best = (crossed, a);
         }
     }

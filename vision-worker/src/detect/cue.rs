@@ -11,13 +11,16 @@
 //! itself, walking out along the axis until the pixels are cloth again: the thin tip and
 //! light ferrule are partly lost by the foreground's clean-up, the pixels are not.
 
-use opencv::core::{self, Mat};
+use opencv::core::{self, Mat, Point, Scalar, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::balls::{ClothModel, Found};
 use super::geom::{convex_inside_dist, sample, P2};
-use super::table::TableModel;
+use super::table::{grow_convex, TableModel};
+
+/// The cue is looked for this many ball radii inside the playing area.
+const RIM: f32 = 0.5;
 use super::DetectError;
 
 /// A cue found in the working image.
@@ -142,8 +145,22 @@ pub(crate) fn find_cue(
         // Half-width of a uniform bar is sqrt(3) standard deviations; a butt is about half
         // a ball radius, the tip a quarter.
         let half_width = 3f32.sqrt() * ax.spread;
-        if ax.length < 4.0 * r || half_width > 0.8 * r || ax.length < 6.0 * half_width {
+        if half_width > 0.8 * r || ax.length < 6.0 * half_width {
             continue;
+        }
+        // A short piece is a cue only when it comes in over the cushion (a tip close to it).
+        if ax.length < 4.0 * r {
+            let ends = [ax.t_min, ax.t_max].map(|t| {
+                let p = [
+                    ax.c[0] + t * ax.e[0] + x0 as f32,
+                    ax.c[1] + t * ax.e[1] + y0 as f32,
+                ];
+                convex_inside_dist(&inp.table.playing, p)
+            });
+            let at_rim = ends.iter().any(|&d| d < RIM * prior_radius(inp.table) + 0.5 * r);
+            if ax.length < 2.5 * r || half_width > 0.6 * r || !at_rim {
+                continue;
+            }
         }
         let score = ax.length / (1.0 + half_width);
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
@@ -169,8 +186,32 @@ pub(crate) fn find_cue(
             }
         }
         // Keep the run of pixels along the line that holds the seed, bridging gaps of a
-        // ball (a ball lying under the stick was cut out of the mask).
-        let (lo, hi) = connected_run(&bufs.pts, &ax, seed_span(&seed, &ax), 2.8 * r);
+        // ball, and longer gaps where balls lie under the line (they were cut out of the
+        // mask).
+        let under_balls = |a: f32, b: f32| {
+            let mut t = a;
+            while t <= b {
+                let p = [
+                    ax.c[0] + t * ax.e[0] + x0 as f32,
+                    ax.c[1] + t * ax.e[1] + y0 as f32,
+                ];
+                let covered = inp.balls.iter().any(|q| {
+                    (q.x - p[0]).powi(2) + (q.y - p[1]).powi(2) <= (cut + 1.0).powi(2)
+                });
+                if !covered {
+                    return false;
+                }
+                t += 1.0;
+            }
+            true
+        };
+        let (lo, hi) = connected_run(
+            &bufs.pts,
+            &ax,
+            seed_span(&seed, &ax),
+            2.8 * r,
+            under_balls,
+        );
         bufs.pts.retain(|p| (lo..=hi).contains(&ax.along(*p)));
         match Axis::fit(&bufs.pts) {
             Some(a) => ax = a,
@@ -180,12 +221,13 @@ pub(crate) fn find_cue(
     let (t_lo, t_hi) = (ax.t_min, ax.t_max);
     let end = |t: f32| [ax.c[0] + t * ax.e[0] + x0 as f32, ax.c[1] + t * ax.e[1] + y0 as f32];
     let (p_lo, p_hi) = (end(t_lo), end(t_hi));
-    let hull = &inp.table.hull;
+    // The butt leaves the playing area (cut at RIM inside it); the tip is further in.
+    let playing = &inp.table.playing;
     let (d_lo, d_hi) = (
-        convex_inside_dist(hull, p_lo),
-        convex_inside_dist(hull, p_hi),
+        convex_inside_dist(playing, p_lo),
+        convex_inside_dist(playing, p_hi),
     );
-    let edge = 1.5 * r;
+    let edge = RIM * prior_radius(inp.table) + 0.8 * r;
     let tip_is_hi = match (d_lo < edge, d_hi < edge) {
         (true, false) => true,
         (false, true) => false,
@@ -213,35 +255,34 @@ pub(crate) fn find_cue(
     }))
 }
 
-/// The table's search mask eroded past the rail strip it includes (the mask is the cloth's
-/// hull grown by a third of a ball), and half a ball more: along the rim, the rail's edge is
-/// a long thin line of foreground that must not pass for a cue. Cached per table.
+/// The playing area shrunk by [`RIM`] ball radii, ROI-sized: the cushions' noses, the
+/// cushions and the rails' edges are long thin lines of foreground that must not pass for a
+/// cue. Cached per table.
 fn inner_mask(table: &TableModel, bufs: &mut CueBuffers) -> Result<(), DetectError> {
     let (x0, y0, rw, rh) = table.roi;
     let key = (x0, y0, rw, rh, table.long_side.to_bits());
     if bufs.inner_for == Some(key) {
         return Ok(());
     }
-    // The ball stage's prior radius is a 80th of the long side.
-    let r_prior = table.long_side / 80.0;
-    let e = ((0.35 + 0.6) * r_prior).ceil().max(1.0) as i32;
-    let k = imgproc::get_structuring_element(
-        imgproc::MORPH_RECT,
-        core::Size::new(2 * e + 1, 2 * e + 1),
-        core::Point::new(-1, -1),
-    )?;
-    let src = Mat::new_rows_cols_with_data::<u8>(rh as i32, rw as i32, &table.mask)?;
-    imgproc::erode(
-        &src,
-        &mut bufs.inner,
-        &k,
-        core::Point::new(-1, -1),
-        1,
-        core::BORDER_CONSTANT,
-        core::Scalar::all(0.0),
-    )?;
+    let inner = grow_convex(&table.playing, -RIM * prior_radius(table));
+    let pts: Vector<Point> = inner
+        .iter()
+        .map(|p| {
+            Point::new(
+                ((p[0] - x0 as f32) * 16.0).round() as i32,
+                ((p[1] - y0 as f32) * 16.0).round() as i32,
+            )
+        })
+        .collect();
+    bufs.inner = Mat::new_rows_cols_with_default(rh as i32, rw as i32, core::CV_8UC1, Scalar::all(0.0))?;
+    imgproc::fill_convex_poly(&mut bufs.inner, &pts, Scalar::all(1.0), imgproc::LINE_8, 4)?;
     bufs.inner_for = Some(key);
     Ok(())
+}
+
+/// The ball stage's prior radius: an 80th of the table's long side.
+fn prior_radius(table: &TableModel) -> f32 {
+    table.long_side / 80.0
 }
 
 /// Mean distance from the axis of the points (ROI coordinates) whose position along it lies
@@ -270,8 +311,15 @@ fn seed_span(seed: &Axis, ax: &Axis) -> (f32, f32) {
     (a.min(b), a.max(b))
 }
 
-/// The extent along `ax` of the run of `pts` that contains `span`, allowing gaps up to `gap`.
-fn connected_run(pts: &[P2], ax: &Axis, span: (f32, f32), gap: f32) -> (f32, f32) {
+/// The extent along `ax` of the run of `pts` that contains `span`, allowing gaps up to `gap`
+/// and longer ones that `bridge(from, to)` accepts.
+fn connected_run(
+    pts: &[P2],
+    ax: &Axis,
+    span: (f32, f32),
+    gap: f32,
+    bridge: impl Fn(f32, f32) -> bool,
+) -> (f32, f32) {
     let mut ts: Vec<f32> = pts.iter().map(|&p| ax.along(p)).collect();
     ts.sort_by(f32::total_cmp);
     let (mut lo, mut hi) = span;
@@ -280,7 +328,7 @@ fn connected_run(pts: &[P2], ax: &Axis, span: (f32, f32), gap: f32) -> (f32, f32
         if t <= hi {
             continue;
         }
-        if t - hi > gap {
+        if t - hi > gap && !bridge(hi, t) {
             break;
         }
         hi = t;
@@ -289,7 +337,7 @@ fn connected_run(pts: &[P2], ax: &Axis, span: (f32, f32), gap: f32) -> (f32, f32
         if t >= lo {
             continue;
         }
-        if lo - t > gap {
+        if lo - t > gap && !bridge(t, lo) {
             break;
         }
         lo = t;
@@ -449,7 +497,10 @@ mod tests {
         let mut pts: Vec<P2> = (0..50).map(|x| [x as f32, 0.0]).collect();
         pts.extend((58..80).map(|x| [x as f32, 0.0])); // gap of 8: bridged
         pts.extend((120..130).map(|x| [x as f32, 0.0])); // gap of 40: not
-        let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0);
+        let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0, |_, _| false);
         assert_eq!((lo, hi), (0.0, 79.0));
+        // A long gap with a ball under it is bridged.
+        let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0, |a, b| a >= 79.0 && b <= 120.0);
+        assert_eq!((lo, hi), (0.0, 129.0));
     }
 }

@@ -569,8 +569,9 @@ fn pixel_noise(img: &[u8], w: usize, h: usize, cloth: &ClothRef) -> f32 {
     *diffs.select_nth_unstable_by(mid, f32::total_cmp).1 / 0.954
 }
 
-/// The convex polygon `poly` (clockwise) with every side moved outwards by `d`.
-fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
+/// The convex polygon `poly` (clockwise) with every side moved outwards by `d` (inwards when
+/// negative).
+pub(crate) fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
     let n = poly.len();
     let lines: Vec<Option<Line>> = (0..n)
         .map(|i| {

@@ -132,9 +132,24 @@ fn cue(f: &mut [u8], w: usize, h: usize, t: &Truth, r: f64, rng: &mut Rng) -> Op
         .find(|b| b.number == 0)
         .map(|b| [b.x as f64, b.y as f64])
         .unwrap_or_else(|| inside_point(t, rng.range(0.25, 0.75), rng.range(0.25, 0.75)));
-    let a = rng.range(-std::f64::consts::PI, std::f64::consts::PI);
-    let dir = [a.cos(), a.sin()];
     let gap = r * rng.range(0.8, 3.0);
+    // A direction with no ball under the tip's first radii (the stick is low there).
+    let mut a = rng.range(-std::f64::consts::PI, std::f64::consts::PI);
+    for _ in 0..36 {
+        let (dx, dy) = (a.cos(), a.sin());
+        let tip = [target[0] - dx * (r + gap), target[1] - dy * (r + gap)];
+        let clear = t.balls.iter().all(|b| {
+            let (px, py) = (b.x as f64 - tip[0], b.y as f64 - tip[1]);
+            let along = -(px * dx + py * dy);
+            let perp = (-px * dy + py * dx).abs();
+            !((-0.5 * r..4.0 * r).contains(&along) && perp < 1.5 * r)
+        });
+        if clear {
+            break;
+        }
+        a += 0.7;
+    }
+    let dir = [a.cos(), a.sin()];
     let tip = [target[0] - dir[0] * (r + gap), target[1] - dir[1] * (r + gap)];
     let length = 50.0 * r;
     let half = |s: f64| r * (0.25 + 0.25 * (s / length).clamp(0.0, 1.0));

@@ -207,6 +207,7 @@ fn official(args: &Args, cond: Condition) -> Result<Row> {
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
             score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
+            dump_cue(args, &format!("official-{}-{seed}-{i}", cond.name()), &mat, cue.as_ref(), &d)?;
         }
     }
     Ok(row)
@@ -237,8 +238,58 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
         let mat = bgr_mat(&buf, args.width, args.height)?;
         let d = det.detect(&mat)?;
         score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
+        dump_cue(args, &format!("alt-{}-{seed}", cond.name()), &mat, cue.as_ref(), &d)?;
     }
     Ok(row)
+}
+
+/// With `--dump`: writes frames whose cue is wrong (missed, off, or reported where there is
+/// none) with the true cue in green and the reported one in magenta.
+fn dump_cue(
+    args: &Args,
+    name: &str,
+    mat: &Mat,
+    truth: Option<&CueTruth>,
+    d: &FrameDetections,
+) -> Result<()> {
+    use opencv::core::{Point, Scalar, Vector};
+    use opencv::imgproc;
+    let Some(dir) = &args.dump else {
+        return Ok(());
+    };
+    let wrong = match (truth, &d.cue) {
+        (None, None) => false,
+        (Some(t), Some(c)) => {
+            let tip = ((c.tip[0] - t.tip[0]).powi(2) + (c.tip[1] - t.tip[1]).powi(2)).sqrt();
+            let a = ((c.angle_deg - t.angle_deg) + 540.0).rem_euclid(360.0) - 180.0;
+            tip as f64 > TIP_OK || a.abs() as f64 > ANGLE_OK
+        }
+        _ => true,
+    };
+    if !wrong {
+        return Ok(());
+    }
+    let mut img = mat.clone();
+    let mut line = |tip: [f32; 2], deg: f32, colour: Scalar| -> Result<()> {
+        let a = deg.to_radians();
+        let p = Point::new(tip[0].round() as i32, tip[1].round() as i32);
+        let q = Point::new(
+            (tip[0] - 200.0 * a.cos()).round() as i32,
+            (tip[1] - 200.0 * a.sin()).round() as i32,
+        );
+        imgproc::line(&mut img, p, q, colour, 1, imgproc::LINE_AA, 0)?;
+        imgproc::circle(&mut img, p, 6, colour, 1, imgproc::LINE_AA, 0)?;
+        Ok(())
+    };
+    if let Some(t) = truth {
+        line(t.tip, t.angle_deg, Scalar::new(0.0, 255.0, 0.0, 0.0))?;
+    }
+    if let Some(c) = &d.cue {
+        line(c.tip, c.angle_deg, Scalar::new(255.0, 0.0, 255.0, 0.0))?;
+    }
+    let path = dir.join(format!("cue-{name}.png"));
+    opencv::imgcodecs::imwrite(&*path.to_string_lossy(), &img, &Vector::new())?;
+    Ok(())
 }
 
 fn score(

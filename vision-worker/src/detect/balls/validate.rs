@@ -30,6 +30,12 @@ pub(super) fn validate(
         if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
             continue;
         }
+        // A ball fills its outer ring; a stick (the cue's butt is about a ball wide) crosses
+        // it twice and leaves half of it cloth.
+        let rr = f.r.max(0.85 * r_ball);
+        if ring_coverage(blobs.closed, roi, f.x, f.y, (0.6 * rr, 0.85 * rr)) < RING_MIN {
+            continue;
+        }
         if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
             continue;
         }
@@ -48,6 +54,9 @@ pub(super) fn validate(
     }
     kept
 }
+
+/// A ball's outer ring (0.6-0.85 radii) is at least this much foreground.
+const RING_MIN: f32 = 0.75;
 
 /// A circle with more than this share of skin-coloured pixels is a hand, not a ball.
 const SKIN_MAX: f32 = 0.45;
@@ -165,6 +174,16 @@ mod tests {
         (0..ROI.rw * ROI.rh)
             .map(|i| u8::from(set(i % ROI.rw, i / ROI.rw)))
             .collect()
+    }
+
+    #[test]
+    fn a_stick_does_not_fill_a_ring_and_a_ball_does() {
+        // A disc of radius 6 at (20, 15) and a bar 6 px wide through (20, 15).
+        let disc = mask(|x, y| (x as f32 - 20.0).powi(2) + (y as f32 - 15.0).powi(2) <= 36.0);
+        let bar = mask(|_, y| (12..=18).contains(&y));
+        let ring = (0.6 * 6.0, 0.85 * 6.0);
+        assert!(ring_coverage(&disc, ROI, 120.0, 65.0, ring) >= RING_MIN);
+        assert!(ring_coverage(&bar, ROI, 120.0, 65.0, ring) < RING_MIN);
     }
 
     #[test]
