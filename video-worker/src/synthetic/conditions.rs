@@ -31,7 +31,8 @@ pub enum Condition {
     MotionBlur,
 }
 
-/// The cue's ground truth, frame pixels.
+/// The cue's ground truth, frame pixels. Given only when the tip is over the cloth, at least
+/// 1.5 ball radii from the cushions (see [`inside_play`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CueTruth {
     /// The tip (the end of the stick).
@@ -322,8 +323,7 @@ fn cue(mut img: Img<'_>, t: &GroundTruth, r: f64, rng: &mut Rng) -> Option<CueTr
             img.blend(x, y, col, a);
         }
     }
-    let inside = |p: [f64; 2]| p[0] >= 0.0 && p[1] >= 0.0 && p[0] < img.w as f64 && p[1] < img.h as f64;
-    inside(tip).then(|| CueTruth {
+    (inside_play(t, tip) >= 1.5 * r).then(|| CueTruth {
         tip: [tip[0] as f32, tip[1] as f32],
         angle_deg: dir[1].atan2(dir[0]).to_degrees() as f32,
     })
@@ -436,6 +436,30 @@ fn hand(mut img: Img<'_>, t: &mut GroundTruth, r: f64, rng: &mut Rng) {
             .count();
         covered < 3
     });
+}
+
+/// How far `p` lies inside the playing area (negative outside): a cue counts as over the
+/// table when its tip is at least 1.5 ball radii inside, off the cushions.
+pub fn inside_play(t: &GroundTruth, p: [f64; 2]) -> f64 {
+    let c = t.table_corners.map(|q| [q[0] as f64, q[1] as f64]);
+    let centre = [
+        c.iter().map(|q| q[0]).sum::<f64>() / 4.0,
+        c.iter().map(|q| q[1]).sum::<f64>() / 4.0,
+    ];
+    (0..4)
+        .map(|i| {
+            let (a, b) = (c[i], c[(i + 1) % 4]);
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let len = (dx * dx + dy * dy).sqrt().max(1e-9);
+            let side = |q: [f64; 2]| ((q[0] - a[0]) * dy - (q[1] - a[1]) * dx) / len;
+            // Positive towards the centre, whichever way the corners turn.
+            if side(centre) >= 0.0 {
+                side(p)
+            } else {
+                -side(p)
+            }
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Distance from `p` to the segment `a`-`b`.

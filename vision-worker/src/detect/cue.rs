@@ -148,19 +148,30 @@ pub(crate) fn find_cue(
         if half_width > 0.8 * r || ax.length < 6.0 * half_width {
             continue;
         }
-        // A short piece is a cue only when it comes in over the cushion (a tip close to it).
+        // A short piece is a cue only when it comes in over the cushion or from under a
+        // ball (a tip close to the cushion, the rest of the stick hidden).
         if ax.length < 4.0 * r {
             let ends = [ax.t_min, ax.t_max].map(|t| {
-                let p = [
+                [
                     ax.c[0] + t * ax.e[0] + x0 as f32,
                     ax.c[1] + t * ax.e[1] + y0 as f32,
-                ];
-                convex_inside_dist(&inp.table.playing, p)
+                ]
             });
-            let at_rim = ends.iter().any(|&d| d < RIM * prior_radius(inp.table) + 0.5 * r);
-            if ax.length < 2.5 * r || half_width > 0.6 * r || !at_rim {
+            let rim = RIM * prior_radius(inp.table) + 0.5 * r;
+            let cut_off = ends.iter().any(|&p| {
+                convex_inside_dist(&inp.table.playing, p) < rim
+                    || inp.balls.iter().any(|b| {
+                        (b.x - p[0]).powi(2) + (b.y - p[1]).powi(2) <= (cut + 1.5).powi(2)
+                    })
+            });
+            if ax.length < 2.0 * r || half_width > 0.6 * r || !cut_off {
                 continue;
             }
+        }
+        // A line along a side is a cushion's nose or shadow seen a little inside a table
+        // whose corners are a few pixels off, not a cue.
+        if along_a_side(&ax, inp.table, (x0, y0), 1.5 * r) {
+            continue;
         }
         let score = ax.length / (1.0 + half_width);
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
@@ -285,6 +296,21 @@ fn prior_radius(table: &TableModel) -> f32 {
     table.long_side / 80.0
 }
 
+/// Whether the piece `ax` (ROI coordinates, origin `off`) runs within 5 degrees of a side of
+/// the playing area and within `near` of it.
+fn along_a_side(ax: &Axis, table: &TableModel, off: (usize, usize), near: f32) -> bool {
+    let q = &table.playing;
+    let mid = [ax.c[0] + off.0 as f32, ax.c[1] + off.1 as f32];
+    (0..4).any(|i| {
+        let (a, b) = (q[i], q[(i + 1) % 4]);
+        let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+        let len = (dx * dx + dy * dy).sqrt().max(1e-6);
+        let parallel = ((ax.e[0] * dx + ax.e[1] * dy) / len).abs() > 5f32.to_radians().cos();
+        let dist = ((mid[0] - a[0]) * dy - (mid[1] - a[1]) * dx).abs() / len;
+        parallel && dist < near
+    })
+}
+
 /// Mean distance from the axis of the points (ROI coordinates) whose position along it lies
 /// in `lo..=hi`.
 fn width_at_roi(pts: &[P2], ax: &Axis, lo: f32, hi: f32) -> f32 {
@@ -350,10 +376,13 @@ fn connected_run(
 fn walk_to_tip(inp: &CueInput<'_>, rough: P2, dir: P2, r: f32) -> P2 {
     let normal = [-dir[1], dir[0]];
     let noise = inp.cloth.noise.max(1.0);
+    // As the ball stage judges a pixel: the cloth's colour direction at about its brightness
+    // (the stick's shadow is cloth), not its exact value.
     let not_cloth = |p: P2| {
         let c = inp.cloth.at(p[0], p[1]);
-        let cn = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt().max(1.0);
-        let thr = (4.0 * noise * 3f32.sqrt()).max(0.12 * cn);
+        let cc = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).max(1.0);
+        let s_hi = 1.0 + (5.0 * noise / cc.sqrt()).max(0.25);
+        let sin2_max = (2.5 * noise / cc.sqrt()).max(0.08).powi(2);
         [-1.0f32, 0.0, 1.0].iter().any(|&o| {
             let q = [p[0] + o * normal[0], p[1] + o * normal[1]];
             if q[0] < 0.0 || q[1] < 0.0 || q[0] > (inp.w - 1) as f32 || q[1] > (inp.h - 1) as f32
@@ -361,8 +390,11 @@ fn walk_to_tip(inp: &CueInput<'_>, rough: P2, dir: P2, r: f32) -> P2 {
                 return false;
             }
             let v = sample(inp.img, inp.w, inp.h, q[0], q[1]);
-            let d2 = (v[0] - c[0]).powi(2) + (v[1] - c[1]).powi(2) + (v[2] - c[2]).powi(2);
-            d2 > thr * thr
+            let pc = v[0] * c[0] + v[1] * c[1] + v[2] * c[2];
+            let pp = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).max(1.0);
+            let s = pc / cc;
+            let sin2 = 1.0 - pc * pc / (pp * cc);
+            !(0.42..=s_hi).contains(&s) || sin2 > sin2_max
         })
     };
     let step = 0.5f32;

@@ -502,10 +502,10 @@ fn merge_split_cloth(
     if candidates.is_empty() {
         return Ok(false);
     }
-    // A cue is 2-4 small pixels wide with its cut edges; a rail is three times that.
+    // A cue is 2-6 small pixels wide with its cut edges and shadow; a rail is twice that.
     let k = imgproc::get_structuring_element(
         imgproc::MORPH_ELLIPSE,
-        Size::new(9, 9),
+        Size::new(13, 13),
         Point::new(-1, -1),
     )?;
     let mut grown = Mat::default();

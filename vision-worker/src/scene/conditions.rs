@@ -189,8 +189,26 @@ fn cue(f: &mut [u8], w: usize, h: usize, t: &Truth, r: f64, rng: &mut Rng) -> Op
             put(f, w, x, y, colour(s.max(0.0)).map(|c| c * shade), a);
         }
     }
-    let seen = tip[0] >= 0.0 && tip[1] >= 0.0 && tip[0] < w as f64 && tip[1] < h as f64;
-    seen.then(|| CueTruth {
+    // Over the table: the tip on the cloth, off the cushions.
+    let c = t.corners.map(|q| [q[0] as f64, q[1] as f64]);
+    let centre = [
+        c.iter().map(|q| q[0]).sum::<f64>() / 4.0,
+        c.iter().map(|q| q[1]).sum::<f64>() / 4.0,
+    ];
+    let inside = (0..4)
+        .map(|i| {
+            let (a, b) = (c[i], c[(i + 1) % 4]);
+            let n = [b[1] - a[1], a[0] - b[0]];
+            let len = (n[0] * n[0] + n[1] * n[1]).sqrt().max(1e-9);
+            let d = |q: [f64; 2]| ((q[0] - a[0]) * n[0] + (q[1] - a[1]) * n[1]) / len;
+            if d(centre) >= 0.0 {
+                d(tip)
+            } else {
+                -d(tip)
+            }
+        })
+        .fold(f64::INFINITY, f64::min);
+    (inside >= 1.5 * r).then(|| CueTruth {
         tip: [tip[0] as f32, tip[1] as f32],
         angle_deg: dir[1].atan2(dir[0]).to_degrees() as f32,
     })

@@ -269,6 +269,13 @@ fn dump_cue(
     if !wrong {
         return Ok(());
     }
+    if args.verbose {
+        println!(
+            "  {name}: cue truth {truth:?}, reported {:?}, table {:?}",
+            d.cue,
+            d.table.as_ref().map(|t| t.corners)
+        );
+    }
     let mut img = mat.clone();
     let mut line = |tip: [f32; 2], deg: f32, colour: Scalar| -> Result<()> {
         let a = deg.to_radians();
