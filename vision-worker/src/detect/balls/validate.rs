@@ -39,6 +39,10 @@ pub(super) fn validate(
         if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
             continue;
         }
+        // A reflection has soft edges: only a weakly outlined circle can be one.
+        if f.support < GLARE_SUPPORT && glare_fraction(work, f.x, f.y, 0.8 * f.r) > GLARE_MAX {
+            continue;
+        }
         // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
         // the pocket's darkness just around it.
         if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
@@ -57,6 +61,60 @@ pub(super) fn validate(
 
 /// A ball's outer ring (0.6-0.85 radii) is at least this much foreground.
 const RING_MIN: f32 = 0.75;
+
+/// A circle with more than this share of pixels that are the cloth plus white light is a lamp's
+/// reflection on the cloth, not a ball.
+const GLARE_MAX: f32 = 0.7;
+/// Circles outlined at least this well (edge support) are never taken for a reflection.
+const GLARE_SUPPORT: f32 = 0.8;
+
+/// Share of the pixels within `r` of `(cx, cy)` that are the local cloth colour plus some white
+/// (a reflection on the felt): `p = c + k (1, 1, 1)` with `k` clearly positive, up to the
+/// noise. A white ball on a coloured cloth is not (its colour has none of the cloth's tint);
+/// on a grey cloth the two cannot be told apart, so nothing is rejected there.
+fn glare_fraction(work: &Work<'_>, cx: f32, cy: f32, r: f32) -> f32 {
+    let c0 = work.cloth.at(cx, cy);
+    let mean0 = (c0[0] + c0[1] + c0[2]) / 3.0;
+    let mx = c0[0].max(c0[1]).max(c0[2]);
+    let mn = c0[0].min(c0[1]).min(c0[2]);
+    if mx <= 0.0 || (mx - mn) / mx < 0.2 || mean0 < 1.0 {
+        return 0.0;
+    }
+    let img = work.img;
+    let noise = work.cloth.noise.max(1.0);
+    let xa = (cx - r).floor().max(0.0) as usize;
+    let xb = ((cx + r).ceil().max(0.0) as usize).min(img.w - 1);
+    let ya = (cy - r).floor().max(0.0) as usize;
+    let yb = ((cy + r).ceil().max(0.0) as usize).min(img.h - 1);
+    let (mut n, mut glare) = (0u32, 0u32);
+    for y in ya..=yb {
+        for x in xa..=xb {
+            if (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) > r * r {
+                continue;
+            }
+            n += 1;
+            let c = work.cloth.at(x as f32, y as f32);
+            let cn = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+            let o = (y * img.w + x) * 3;
+            let d = [
+                img.px[o] as f32 - c[0],
+                img.px[o + 1] as f32 - c[1],
+                img.px[o + 2] as f32 - c[2],
+            ];
+            // Clipped channels lose part of the white: compare below the clip.
+            let k = (d[0] + d[1] + d[2]) / 3.0;
+            let e2: f32 = d
+                .iter()
+                .zip(img.px[o..o + 3].iter())
+                .filter(|(_, &v)| v < 250)
+                .map(|(dv, _)| (dv - k).powi(2))
+                .sum();
+            let tol = (2.5 * noise).max(0.06 * cn);
+            glare += u32::from(k > 6.0 * noise && e2 <= tol * tol);
+        }
+    }
+    glare as f32 / n.max(1) as f32
+}
 
 /// A circle with more than this share of skin-coloured pixels is a hand, not a ball.
 const SKIN_MAX: f32 = 0.45;
