@@ -474,10 +474,8 @@ fn table_corners_are_optional_and_round_trip() {
     let c = parse("").unwrap();
     assert_eq!(c.vision.table_corners, None);
     assert!(!c.to_toml().contains("table_corners"));
-    let c = parse(
-        "[vision]\ntable_corners = [[100, 80], [1180, 90.5], [1170, 640], [110, 630]]\n",
-    )
-    .unwrap();
+    let c = parse("[vision]\ntable_corners = [[100, 80], [1180, 90.5], [1170, 640], [110, 630]]\n")
+        .unwrap();
     let corners = c.vision.table_corners.clone().unwrap();
     assert_eq!(corners[1], [1180.0, 90.5]);
     let back = parse(&c.to_toml()).unwrap();

@@ -215,7 +215,11 @@ fn table_corners(p: &mut Problems, corners: &[[f64; 2]], width: u32, height: u32
         .iter()
         .find(|c| !(c[0].is_finite() && c[1].is_finite()))
     {
-        p.push(key, &shown, &format!("corner {c:?} is not a finite number pair"));
+        p.push(
+            key,
+            &shown,
+            &format!("corner {c:?} is not a finite number pair"),
+        );
         return;
     }
     if let Some(c) = corners

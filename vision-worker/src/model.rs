@@ -1,6 +1,8 @@
 //! What the detector finds and what the worker publishes: the SPEC's detections JSON.
 
-pub use billiards_detections::{BallJson, BallKind, CueJson, DetectionsJson, TableJson, TableSource};
+pub use billiards_detections::{
+    BallJson, BallKind, CueJson, DetectionsJson, TableJson, TableSource,
+};
 
 /// Per-ball pixel statistics, exposed for diagnostics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -307,7 +307,10 @@ pub fn run(
 
     let mut det = Detector::new(DetectorParams::default());
     if let Some(corners) = fixed_corners(config) {
-        info!(?corners, "table fixed by vision.table_corners; table detection is off");
+        info!(
+            ?corners,
+            "table fixed by vision.table_corners; table detection is off"
+        );
         det = det.with_table_corners(corners);
     }
     let mut tracker = Tracker::new();

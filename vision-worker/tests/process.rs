@@ -506,7 +506,10 @@ fn table_corners_from_the_config_fix_the_table() {
     child.terminate();
     let (status, err) = child.wait_exit(Duration::from_secs(60));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
-    assert!(err.contains("vision.table_corners"), "the log says so: {err}");
+    assert!(
+        err.contains("vision.table_corners"),
+        "the log says so: {err}"
+    );
 }
 
 #[test]

@@ -257,7 +257,10 @@ fn cue(mut img: Img<'_>, t: &GroundTruth, r: f64, rng: &mut Rng) -> Option<CueTr
     }
     let a = best.1;
     let dir = [a.cos(), a.sin()];
-    let tip = [target[0] - dir[0] * (r + gap), target[1] - dir[1] * (r + gap)];
+    let tip = [
+        target[0] - dir[0] * (r + gap),
+        target[1] - dir[1] * (r + gap),
+    ];
     let half = |s: f64| r * (0.23 + 0.29 * (s / length).clamp(0.0, 1.0));
     let colour = |s: f64| -> [f64; 3] {
         if s < 0.12 * r {
@@ -351,10 +354,23 @@ fn hand(mut img: Img<'_>, t: &mut GroundTruth, r: f64, rng: &mut Rng) {
     let flip = if rng.chance(0.5) { 1.0 } else { -1.0 };
     let scale = rng.range(0.9, 1.15);
     // Capsules: (from, to, half-width).
-    let at = |a: f64, b: f64| [palm[0] + fwd[0] * a + side[0] * b, palm[1] + fwd[1] * a + side[1] * b];
+    let at = |a: f64, b: f64| {
+        [
+            palm[0] + fwd[0] * a + side[0] * b,
+            palm[1] + fwd[1] * a + side[1] * b,
+        ]
+    };
     let mut parts: Vec<([f64; 2], [f64; 2], f64)> = vec![
-        (at(-40.0 * r, 0.0), at(-1.5 * r * scale, 0.0), 1.15 * r * scale), // arm
-        (at(-0.8 * r * scale, 0.0), at(0.9 * r * scale, 0.0), 1.45 * r * scale), // palm
+        (
+            at(-40.0 * r, 0.0),
+            at(-1.5 * r * scale, 0.0),
+            1.15 * r * scale,
+        ), // arm
+        (
+            at(-0.8 * r * scale, 0.0),
+            at(0.9 * r * scale, 0.0),
+            1.45 * r * scale,
+        ), // palm
     ];
     for (i, spread) in [-0.27f64, -0.09, 0.09, 0.27].iter().enumerate() {
         let base = at(1.2 * r * scale, spread * 4.0 * r * scale);
@@ -378,7 +394,10 @@ fn hand(mut img: Img<'_>, t: &mut GroundTruth, r: f64, rng: &mut Rng) {
     ];
     parts.push((
         thumb_base,
-        [thumb_base[0] + td[0] * 1.8 * r * scale, thumb_base[1] + td[1] * 1.8 * r * scale],
+        [
+            thumb_base[0] + td[0] * 1.8 * r * scale,
+            thumb_base[1] + td[1] * 1.8 * r * scale,
+        ],
         0.4 * r * scale,
     ));
     // Signed distance to the union of the capsules (negative inside).

@@ -220,7 +220,10 @@ mod tests {
         assert_eq!(d.table_source, TableSource::None);
         let v: serde_json::Value = serde_json::to_value(&d).unwrap();
         assert!(v["cue"].is_null());
-        assert!(v.as_object().unwrap().contains_key("cue"), "cue is always present");
+        assert!(
+            v.as_object().unwrap().contains_key("cue"),
+            "cue is always present"
+        );
         let newer: TableSource = serde_json::from_str("\"estimated\"").unwrap();
         assert_eq!(newer, TableSource::None);
         for s in [TableSource::Found, TableSource::Fixed, TableSource::None] {

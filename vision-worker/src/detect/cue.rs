@@ -160,9 +160,10 @@ pub(crate) fn find_cue(
             let rim = RIM * prior_radius(inp.table) + 0.5 * r;
             let cut_off = ends.iter().any(|&p| {
                 convex_inside_dist(&inp.table.playing, p) < rim
-                    || inp.balls.iter().any(|b| {
-                        (b.x - p[0]).powi(2) + (b.y - p[1]).powi(2) <= (cut + 1.5).powi(2)
-                    })
+                    || inp
+                        .balls
+                        .iter()
+                        .any(|b| (b.x - p[0]).powi(2) + (b.y - p[1]).powi(2) <= (cut + 1.5).powi(2))
             });
             if ax.length < 2.0 * r || half_width > 0.6 * r || !cut_off {
                 continue;
@@ -206,9 +207,10 @@ pub(crate) fn find_cue(
                     ax.c[0] + t * ax.e[0] + x0 as f32,
                     ax.c[1] + t * ax.e[1] + y0 as f32,
                 ];
-                let covered = inp.balls.iter().any(|q| {
-                    (q.x - p[0]).powi(2) + (q.y - p[1]).powi(2) <= (cut + 1.0).powi(2)
-                });
+                let covered = inp
+                    .balls
+                    .iter()
+                    .any(|q| (q.x - p[0]).powi(2) + (q.y - p[1]).powi(2) <= (cut + 1.0).powi(2));
                 if !covered {
                     return false;
                 }
@@ -216,13 +218,7 @@ pub(crate) fn find_cue(
             }
             true
         };
-        let (lo, hi) = connected_run(
-            &bufs.pts,
-            &ax,
-            seed_span(&seed, &ax),
-            2.8 * r,
-            under_balls,
-        );
+        let (lo, hi) = connected_run(&bufs.pts, &ax, seed_span(&seed, &ax), 2.8 * r, under_balls);
         bufs.pts.retain(|p| (lo..=hi).contains(&ax.along(*p)));
         match Axis::fit(&bufs.pts) {
             Some(a) => ax = a,
@@ -230,7 +226,12 @@ pub(crate) fn find_cue(
         }
     }
     let (t_lo, t_hi) = (ax.t_min, ax.t_max);
-    let end = |t: f32| [ax.c[0] + t * ax.e[0] + x0 as f32, ax.c[1] + t * ax.e[1] + y0 as f32];
+    let end = |t: f32| {
+        [
+            ax.c[0] + t * ax.e[0] + x0 as f32,
+            ax.c[1] + t * ax.e[1] + y0 as f32,
+        ]
+    };
     let (p_lo, p_hi) = (end(t_lo), end(t_hi));
     // The butt leaves the playing area (cut at RIM inside it); the tip is further in.
     let playing = &inp.table.playing;
@@ -285,7 +286,8 @@ fn inner_mask(table: &TableModel, bufs: &mut CueBuffers) -> Result<(), DetectErr
             )
         })
         .collect();
-    bufs.inner = Mat::new_rows_cols_with_default(rh as i32, rw as i32, core::CV_8UC1, Scalar::all(0.0))?;
+    bufs.inner =
+        Mat::new_rows_cols_with_default(rh as i32, rw as i32, core::CV_8UC1, Scalar::all(0.0))?;
     imgproc::fill_convex_poly(&mut bufs.inner, &pts, Scalar::all(1.0), imgproc::LINE_8, 4)?;
     bufs.inner_for = Some(key);
     Ok(())
@@ -385,8 +387,7 @@ fn walk_to_tip(inp: &CueInput<'_>, rough: P2, dir: P2, r: f32) -> P2 {
         let sin2_max = (2.5 * noise / cc.sqrt()).max(0.08).powi(2);
         [-1.0f32, 0.0, 1.0].iter().any(|&o| {
             let q = [p[0] + o * normal[0], p[1] + o * normal[1]];
-            if q[0] < 0.0 || q[1] < 0.0 || q[0] > (inp.w - 1) as f32 || q[1] > (inp.h - 1) as f32
-            {
+            if q[0] < 0.0 || q[1] < 0.0 || q[0] > (inp.w - 1) as f32 || q[1] > (inp.h - 1) as f32 {
                 return false;
             }
             let v = sample(inp.img, inp.w, inp.h, q[0], q[1]);
@@ -532,7 +533,9 @@ mod tests {
         let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0, |_, _| false);
         assert_eq!((lo, hi), (0.0, 79.0));
         // A long gap with a ball under it is bridged.
-        let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0, |a, b| a >= 79.0 && b <= 120.0);
+        let (lo, hi) = connected_run(&pts, &ax, (10.0, 20.0), 10.0, |a, b| {
+            a >= 79.0 && b <= 120.0
+        });
         assert_eq!((lo, hi), (0.0, 129.0));
     }
 }

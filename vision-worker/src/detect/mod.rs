@@ -237,19 +237,10 @@ impl Detector {
             0.0,
             imgproc::INTER_AREA,
         )?;
-        let (kx, ky) = (
-            g.fw as f32 / g.ww as f32,
-            g.fh as f32 / g.wh as f32,
-        );
+        let (kx, ky) = (g.fw as f32 / g.ww as f32, g.fh as f32 / g.wh as f32);
         let work_corners = corners.map(|p| [(p[0] + 0.5) / kx - 0.5, (p[1] + 0.5) / ky - 0.5]);
-        let t = table::model_from_corners(
-            work_corners,
-            self.small.data_bytes()?,
-            sw,
-            sh,
-            g.ww,
-            g.wh,
-        )?;
+        let t =
+            table::model_from_corners(work_corners, self.small.data_bytes()?, sw, sh, g.ww, g.wh)?;
         if self.fixed_for != (g.fw, g.fh) {
             self.radius_hint = None;
         }

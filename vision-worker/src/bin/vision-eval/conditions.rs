@@ -108,7 +108,8 @@ pub fn run(args: &Args, name: &str) -> Result<()> {
     let conditions = parse(name)?;
     let mut rows = Vec::new();
     for &c in &conditions {
-        let want = |r: super::Renderer| args.renderer == r || args.renderer == super::Renderer::Both;
+        let want =
+            |r: super::Renderer| args.renderer == r || args.renderer == super::Renderer::Both;
         if want(super::Renderer::Official) {
             rows.push(official(args, c).with_context(|| format!("official, {}", c.name()))?);
         }
@@ -163,7 +164,9 @@ pub fn run(args: &Args, name: &str) -> Result<()> {
     let goals = rows.iter().filter(|r| {
         r.score.recall() < 0.95 || r.score.precision() < 0.95 || r.score.kind_accuracy() < 0.90
     });
-    let misses: Vec<String> = goals.map(|r| format!("{}/{}", r.condition, r.renderer)).collect();
+    let misses: Vec<String> = goals
+        .map(|r| format!("{}/{}", r.condition, r.renderer))
+        .collect();
     println!(
         "\ngoals (recall and precision >= 0.95, kind accuracy >= 0.90): {}",
         if misses.is_empty() {
@@ -192,7 +195,8 @@ fn official(args: &Args, cond: Condition) -> Result<Row> {
     for g in 0..seeds {
         let seed = args.first_seed + g as u64;
         let style = cond.style(SceneStyle::varied(seed), seed);
-        let mut scene = Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style))?;
+        let mut scene =
+            Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style))?;
         let n = args.frames / seeds + u32::from(g < args.frames % seeds);
         for i in 0..n {
             scene.step(args.step);
@@ -207,7 +211,13 @@ fn official(args: &Args, cond: Condition) -> Result<Row> {
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
             score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
-            dump_cue(args, &format!("official-{}-{seed}-{i}", cond.name()), &mat, cue.as_ref(), &d)?;
+            dump_cue(
+                args,
+                &format!("official-{}-{seed}-{i}", cond.name()),
+                &mat,
+                cue.as_ref(),
+                &d,
+            )?;
         }
     }
     Ok(row)
@@ -238,7 +248,13 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
         let mat = bgr_mat(&buf, args.width, args.height)?;
         let d = det.detect(&mat)?;
         score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
-        dump_cue(args, &format!("alt-{}-{seed}", cond.name()), &mat, cue.as_ref(), &d)?;
+        dump_cue(
+            args,
+            &format!("alt-{}-{seed}", cond.name()),
+            &mat,
+            cue.as_ref(),
+            &d,
+        )?;
     }
     Ok(row)
 }

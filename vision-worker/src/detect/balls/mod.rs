@@ -92,8 +92,6 @@ pub(crate) struct Found {
 #[derive(Debug, Default)]
 pub(crate) struct BallStage {
     pub balls: Vec<Found>,
-    /// Fraction of the table region that looked like cloth (drops when the table moved).
-    pub cloth_fraction: f32,
     /// The ball radius used, in working pixels.
     pub radius: f32,
     /// Local cloth colour model, for classification.
@@ -217,7 +215,6 @@ pub(crate) fn find_balls(
     bufs.times.final_fits += lap.split();
     Ok(BallStage {
         balls: kept,
-        cloth_fraction,
         radius: r_ball,
         cloth: model,
     })

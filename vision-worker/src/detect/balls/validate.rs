@@ -247,7 +247,11 @@ mod tests {
     #[test]
     fn skin_is_told_from_ball_colours() {
         // Light, medium and dark skin (BGR).
-        for skin in [[150.0, 175.0, 225.0], [110.0, 140.0, 205.0], [60.0, 85.0, 130.0]] {
+        for skin in [
+            [150.0, 175.0, 225.0],
+            [110.0, 140.0, 205.0],
+            [60.0, 85.0, 130.0],
+        ] {
             assert!(is_skin(skin[0], skin[1], skin[2]), "{skin:?}");
         }
         // Ball colours of both renderers, white and cloths are not.
@@ -271,7 +275,11 @@ mod tests {
         let (w, h) = (20usize, 20usize);
         let mut px = vec![0u8; w * h * 3];
         for i in 0..w * h {
-            let c: [u8; 3] = if i % w < 10 { [110, 140, 205] } else { [58, 112, 24] };
+            let c: [u8; 3] = if i % w < 10 {
+                [110, 140, 205]
+            } else {
+                [58, 112, 24]
+            };
             px[i * 3..i * 3 + 3].copy_from_slice(&c);
         }
         let img = Image { px: &px, w, h };
