@@ -7,6 +7,9 @@
 //! truth (balls a hand hides are removed; the cue's tip and angle are returned). Everything
 //! is deterministic from the seed.
 
+// Per-channel arithmetic over several colour arrays at once reads clearest with an index.
+#![allow(clippy::needless_range_loop)]
+
 use super::rng::Rng;
 use super::{GroundTruth, Layout, SceneStyle};
 

@@ -115,7 +115,7 @@ pub(crate) fn find_cue(
         )?
     };
     let labels = bufs.labels.data_typed::<i32>()?;
-    let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).map(|v| *v).unwrap_or(0);
+    let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).copied().unwrap_or(0);
     // The most stick-like piece: long and thin.
     let mut best: Option<(f32, Axis)> = None;
     for l in 1..n {

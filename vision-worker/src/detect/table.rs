@@ -490,7 +490,7 @@ fn merge_split_cloth(
     // A piece of bed is thick; a strip of cushion cut off by the nose's edge is not (it is
     // left to the nose search).
     let min_thickness = 0.05 * sw.min(sh) as f32;
-    let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).map(|v| *v).unwrap_or(0);
+    let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).copied().unwrap_or(0);
     let candidates: Vec<i32> = (1..n)
         .filter(|&l| l != main)
         .filter(|&l| {

@@ -4,6 +4,9 @@
 //! a wrapped butt, a hand made of discs, low light through the scene's own gain and noise
 //! with a cast, a tilt through the homography, a forced rack, and a triangle-weighted blur.
 
+// Per-channel arithmetic over several colour arrays at once reads clearest with an index.
+#![allow(clippy::needless_range_loop)]
+
 use video_worker::synthetic::conditions::{Condition, CueTruth};
 
 use super::{AltScene, Rng, Truth};
