@@ -306,6 +306,11 @@ pub struct VisionConfig {
     pub enabled: bool,
     /// POSIX shared-memory name of the detections channel.
     pub detections_shm_name: String,
+    /// The playing area's four corners in frame pixels, clockwise from the top-left one. When
+    /// set, it fixes the table and table detection is skipped; when absent, the table found
+    /// on a clear view is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_corners: Option<Vec<[f64; 2]>>,
 }
 
 impl Default for VisionConfig {
@@ -313,6 +318,7 @@ impl Default for VisionConfig {
         Self {
             enabled: true,
             detections_shm_name: "billiards_detections".into(),
+            table_corners: None,
         }
     }
 }

@@ -468,3 +468,50 @@ fn synthetic_camera_matrix_is_centred() {
     let k = SourceConfig::synthetic_camera_matrix(640, 360);
     assert_eq!(k, [640.0, 0.0, 319.5, 0.0, 640.0, 179.5, 0.0, 0.0, 1.0]);
 }
+
+#[test]
+fn table_corners_are_optional_and_round_trip() {
+    let c = parse("").unwrap();
+    assert_eq!(c.vision.table_corners, None);
+    assert!(!c.to_toml().contains("table_corners"));
+    let c = parse("[vision]\ntable_corners = [[100, 80], [1180, 90.5], [1170, 640], [110, 630]]\n")
+        .unwrap();
+    let corners = c.vision.table_corners.clone().unwrap();
+    assert_eq!(corners[1], [1180.0, 90.5]);
+    let back = parse(&c.to_toml()).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn bad_table_corners_say_what_to_fix() {
+    for (text, rule) in [
+        (
+            "[vision]\ntable_corners = [[0, 0], [10, 0], [10, 10]]",
+            "must hold exactly 4 corners",
+        ),
+        (
+            "[vision]\ntable_corners = [[100, 80], [1180, 90], [1170, 640], [110, 900]]",
+            "lies outside the 1280x720 frame",
+        ),
+        (
+            "[vision]\ntable_corners = [[100, 80], [110, 630], [1170, 640], [1180, 90]]",
+            "clockwise",
+        ),
+        (
+            "[vision]\ntable_corners = [[100, 80], [1170, 640], [1180, 90], [110, 630]]",
+            "convex",
+        ),
+        (
+            "[vision]\ntable_corners = [[100, 80], [110, 80], [110, 90], [100, 90]]",
+            "less than 1% of the frame",
+        ),
+    ] {
+        let e = err(text);
+        assert!(e.contains("vision.table_corners"), "{text}: {e}");
+        assert!(e.contains(rule), "{text}: {e}");
+        assert!(e.contains("billiards.toml"), "{e}");
+    }
+    // A corner that is not a pair of numbers is a parse error naming the key.
+    let e = err("[vision]\ntable_corners = [[1, 2, 3]]");
+    assert!(e.contains("table_corners"), "{e}");
+}

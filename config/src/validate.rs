@@ -55,6 +55,10 @@ pub(crate) fn problems(c: &Config) -> Vec<String> {
         );
     }
 
+    if let Some(corners) = &c.vision.table_corners {
+        table_corners(&mut p, corners, v.width, v.height);
+    }
+
     let st = &c.stream;
     if !listen_is_valid(&st.listen) {
         p.push(
@@ -185,6 +189,80 @@ fn distortion(p: &mut Problems, s: &SourceConfig) {
             key,
             &shown,
             "every coefficient must be a number between -10 and 10",
+        );
+    }
+}
+
+/// `vision.table_corners`: four corners inside the frame, clockwise from the top-left one,
+/// forming a convex quadrilateral that covers a real part of the frame.
+fn table_corners(p: &mut Problems, corners: &[[f64; 2]], width: u32, height: u32) {
+    let key = "vision.table_corners";
+    let shown = format!("{corners:?}");
+    if corners.len() != 4 {
+        p.push(
+            key,
+            &shown,
+            &format!(
+                "must hold exactly 4 corners [[x, y], ...] (clockwise from the top-left one), \
+                 not {}",
+                corners.len()
+            ),
+        );
+        return;
+    }
+    let (w, h) = (width as f64, height as f64);
+    if let Some(c) = corners
+        .iter()
+        .find(|c| !(c[0].is_finite() && c[1].is_finite()))
+    {
+        p.push(
+            key,
+            &shown,
+            &format!("corner {c:?} is not a finite number pair"),
+        );
+        return;
+    }
+    if let Some(c) = corners
+        .iter()
+        .find(|c| !(0.0..=w).contains(&c[0]) || !(0.0..=h).contains(&c[1]))
+    {
+        p.push(
+            key,
+            &shown,
+            &format!(
+                "corner {c:?} lies outside the {width}x{height} frame (video.width x \
+                 video.height); corners are frame pixels"
+            ),
+        );
+        return;
+    }
+    // With y pointing down, a clockwise convex quadrilateral turns the same way (positive
+    // cross product) at every corner.
+    let turns_clockwise = (0..4).all(|i| {
+        let (a, b, c) = (corners[i], corners[(i + 1) % 4], corners[(i + 2) % 4]);
+        (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]) > 0.0
+    });
+    if !turns_clockwise {
+        p.push(
+            key,
+            &shown,
+            "must be a convex quadrilateral listed clockwise on screen (top-left, top-right, \
+             bottom-right, bottom-left)",
+        );
+        return;
+    }
+    let area = 0.5
+        * (0..4)
+            .map(|i| {
+                let (a, b) = (corners[i], corners[(i + 1) % 4]);
+                a[0] * b[1] - b[0] * a[1]
+            })
+            .sum::<f64>();
+    if area < 0.01 * w * h {
+        p.push(
+            key,
+            &shown,
+            "covers less than 1% of the frame; the playing area must be the table's cloth",
         );
     }
 }

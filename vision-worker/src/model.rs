@@ -1,6 +1,8 @@
 //! What the detector finds and what the worker publishes: the SPEC's detections JSON.
 
-pub use billiards_detections::{BallJson, BallKind, DetectionsJson, Motion, ShotJson, TableJson};
+pub use billiards_detections::{
+    BallJson, BallKind, CueJson, DetectionsJson, Motion, ShotJson, TableJson, TableSource,
+};
 
 /// Per-ball pixel statistics, exposed for diagnostics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -59,6 +61,18 @@ pub struct Table {
     pub corners: [[f32; 2]; 4],
 }
 
+/// The cue stick over the table, in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cue {
+    /// The tip.
+    pub tip: [f32; 2],
+    /// Direction from the butt to the tip, degrees, `atan2(dy, dx)` (y down), in
+    /// (-180, 180].
+    pub angle_deg: f32,
+    /// 0..1.
+    pub confidence: f32,
+}
+
 /// The result of one frame.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FrameDetections {
@@ -66,4 +80,8 @@ pub struct FrameDetections {
     pub table: Option<Table>,
     /// The balls found on it.
     pub balls: Vec<Ball>,
+    /// The cue stick over the table, when one is seen.
+    pub cue: Option<Cue>,
+    /// Whether the table was found (and held) or fixed by the configuration.
+    pub table_source: TableSource,
 }

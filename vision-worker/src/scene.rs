@@ -9,6 +9,8 @@
 
 use crate::model::BallKind;
 
+pub mod conditions;
+
 /// A small deterministic generator (SplitMix64): reproducible scenes without a dependency.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -89,6 +91,11 @@ pub struct AltScene {
     pub noise_sigma: f64,
     /// Corner jitter of the homography, as a fraction of the frame size (perspective).
     pub perspective: f64,
+    /// Camera tilt: the far (top) side of the table is this fraction of its length shorter
+    /// than the near side, and pushed down by half of it (0 = overhead).
+    pub tilt: f64,
+    /// Always rack balls (some scenes do anyway).
+    pub rack: bool,
 }
 
 impl AltScene {
@@ -113,6 +120,8 @@ impl AltScene {
             gain,
             noise_sigma,
             perspective,
+            tilt: 0.0,
+            rack: false,
         }
     }
 }
@@ -263,8 +272,13 @@ pub fn render_alt(scene: &AltScene, out: &mut Vec<u8>) -> Truth {
         [-outer, PLAY_W + outer],
     ];
     let mut dst = [[0.0; 2]; 4];
-    for (d, p) in dst.iter_mut().zip(src.iter()) {
-        let (x, y) = ((p[0] - PLAY_L / 2.0) * s, (p[1] - PLAY_W / 2.0) * s);
+    for (i, (d, p)) in dst.iter_mut().zip(src.iter()).enumerate() {
+        let (mut x, mut y) = ((p[0] - PLAY_L / 2.0) * s, (p[1] - PLAY_W / 2.0) * s);
+        if i < 2 && scene.tilt > 0.0 {
+            // The far side: shorter and lower, as a camera tilted towards it sees it.
+            x *= 1.0 - scene.tilt;
+            y += 0.5 * scene.tilt * (ow * s);
+        }
         let (xr, yr) = (x * rot.cos() - y * rot.sin(), x * rot.sin() + y * rot.cos());
         *d = [
             cx + xr + rng.range(-1.0, 1.0) * scene.perspective * w as f64,
@@ -392,7 +406,7 @@ pub fn render_alt(scene: &AltScene, out: &mut Vec<u8>) -> Truth {
     let head_spot = rng.chance(0.6);
 
     // Balls.
-    let balls = place_balls(&mut rng, ball_r, &pockets);
+    let balls = place_balls(&mut rng, ball_r, &pockets, scene.rack);
     let light_dir = {
         let (lx, ly) = (rng.range(-0.5, 0.5), rng.range(-0.5, 0.5));
         let n = (lx * lx + ly * ly + 1.0f64).sqrt();
@@ -535,7 +549,12 @@ fn pocket_excluded(u: f64, v: f64, pu: f64, pv: f64) -> bool {
     (u - pu).abs() > 0.2 || (v - pv).abs() > 0.2
 }
 
-fn place_balls(rng: &mut Rng, r: f64, pockets: &[(f64, f64, f64); 6]) -> Vec<PlacedBall> {
+fn place_balls(
+    rng: &mut Rng,
+    r: f64,
+    pockets: &[(f64, f64, f64); 6],
+    rack: bool,
+) -> Vec<PlacedBall> {
     let mut balls: Vec<PlacedBall> = Vec::new();
     let ok = |balls: &[PlacedBall], u: f64, v: f64| -> bool {
         if !(r..=PLAY_L - r).contains(&u) || !(r..=PLAY_W - r).contains(&v) {
@@ -557,7 +576,8 @@ fn place_balls(rng: &mut Rng, r: f64, pockets: &[(f64, f64, f64); 6]) -> Vec<Pla
         let j = rng.below(i + 1);
         numbers.swap(i, j);
     }
-    if rng.chance(0.12) {
+    // The draw comes first so that scenes without `rack` stay as they were.
+    if rng.chance(0.12) || rack {
         // A rack of 10 or 15 balls, touching, plus a few strays.
         let rows = if rng.chance(0.5) { 5 } else { 4 };
         let (fu, fv) = (PLAY_L * rng.range(0.62, 0.8), PLAY_W * rng.range(0.4, 0.6));

@@ -29,7 +29,7 @@ use shm_core::{
 use tracing::{debug, info, warn};
 
 use crate::detect::{DetectError, Detector, DetectorParams};
-use crate::model::{BallJson, DetectionsJson, FrameDetections, Motion, TableJson};
+use crate::model::{BallJson, CueJson, DetectionsJson, FrameDetections, Motion, TableJson};
 use crate::shots::{FrameMotion, ShotDetector};
 use crate::track::Tracker;
 
@@ -300,6 +300,13 @@ pub fn run(
     info!(channel = det_loc.name(), "publishing detections");
 
     let mut det = Detector::new(DetectorParams::default());
+    if let Some(corners) = fixed_corners(config) {
+        info!(
+            ?corners,
+            "table fixed by vision.table_corners; table detection is off"
+        );
+        det = det.with_table_corners(corners);
+    }
     let mut tracker = Tracker::new();
     let mut shots = ShotDetector::new();
     let mut moving_numbers: Vec<u8> = Vec::with_capacity(16);
@@ -453,6 +460,12 @@ pub fn run(
             },
             pocketed: tracker.pocketed().to_vec(),
             shot: shots.recent(meta.capture_ns).cloned(),
+            cue: found.cue.map(|c| CueJson {
+                tip: [round2(c.tip[0]), round2(c.tip[1])],
+                angle_deg: round2(c.angle_deg),
+                confidence: round2(c.confidence),
+            }),
+            table_source: found.table_source,
         };
         json.clear();
         serde_json::to_writer(&mut json, &record)
@@ -503,6 +516,16 @@ fn unix_time_of(mono_ns: u64) -> f64 {
         .unwrap_or(0.0);
     let age = shm_core::monotonic_ns().saturating_sub(mono_ns) as f64 * 1e-9;
     now_unix - age
+}
+
+/// `vision.table_corners` as the detector takes them (the config crate has checked that there
+/// are four, inside the frame, clockwise).
+fn fixed_corners(config: &Config) -> Option<[[f32; 2]; 4]> {
+    let c = config.vision.table_corners.as_ref()?;
+    if c.len() != 4 {
+        return None;
+    }
+    Some([0, 1, 2, 3].map(|i| [c[i][0] as f32, c[i][1] as f32]))
 }
 
 /// Two decimals are far below the detector's accuracy and keep the JSON short.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use billiards_vision_worker::model::DetectionsJson;
+use billiards_vision_worker::model::{DetectionsJson, TableSource};
 use billiards_vision_worker::worker::READER_NAME;
 use shm_core::{
     AttachOptions, CreateMode, Monitor, PublishMeta, Reader, SegmentLocation, SegmentSpec, Writer,
@@ -320,6 +320,14 @@ fn check_spec_shape(v: &serde_json::Value) {
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), n, "each number at most once per frame: {v}");
+    // The SPEC's `cue`: always present, null or {tip: [x, y], angle_deg, confidence}.
+    let cue = v.get("cue").expect("the cue key is always present");
+    if !cue.is_null() {
+        let tip = cue["tip"].as_array().expect("cue.tip");
+        assert!(tip.len() == 2 && tip.iter().all(|x| x.is_number()), "{v}");
+        assert!(cue["angle_deg"].is_number(), "{v}");
+        assert!(cue["confidence"].is_number(), "{v}");
+    }
 }
 
 fn attach_detections(loc: &SegmentLocation) -> Reader {
@@ -566,4 +574,73 @@ fn numbers_balls_and_reports_a_shot_of_a_synthetic_game() {
     );
     assert!(shot.start_unix_s > 1.6e9, "{shot:?}");
     child.terminate();
+}
+
+#[test]
+fn table_corners_from_the_config_fix_the_table() {
+    let s = setup(30.0);
+    // The scene's own corners moved 6 px right: a found table would not be there.
+    let scene = Scene::new(SceneParams::new(W, H, 7).with_style(SceneStyle::default().still()))
+        .expect("scene");
+    let fixed = scene.table_corners().map(|c| [c[0] + 6.0, c[1]]);
+    let mut text = std::fs::read_to_string(&s.config).expect("read config");
+    text.push_str(&format!(
+        "table_corners = [{}]\n",
+        fixed
+            .iter()
+            .map(|c| format!("[{}, {}]", c[0], c[1]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    std::fs::write(&s.config, text).expect("write config");
+    shm_core::create(
+        &s.frames,
+        &SegmentSpec::frames(W, H, 3),
+        CreateMode::Exclusive,
+    )
+    .expect("create frames");
+    let _feeder = Feeder::start(&s.frames, 7);
+    let mut child = spawn_worker(&s.config, false);
+    let mut det = attach_detections(&s.detections);
+    let d = next_record(&mut det, Duration::from_secs(120), |d| {
+        d.table_found && d.balls.len() >= 12
+    })
+    .expect("detections on the fixed table");
+    assert_eq!(d.table_source, TableSource::Fixed);
+    assert_eq!(d.table.corners.len(), 4);
+    for (got, want) in d.table.corners.iter().zip(fixed.iter()) {
+        assert!(
+            (got[0] - want[0]).abs() < 0.02 && (got[1] - want[1]).abs() < 0.02,
+            "{:?} is not the configured {fixed:?}",
+            d.table.corners
+        );
+    }
+    child.terminate();
+    let (status, err) = child.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
+    assert!(
+        err.contains("vision.table_corners"),
+        "the log says so: {err}"
+    );
+}
+
+#[test]
+fn bad_table_corners_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[vision]\ntable_corners = [[100, 80], [110, 630], [1170, 640], [1180, 90]]\n",
+    )
+    .unwrap();
+    let mut child = spawn_worker(&config, false);
+    let (status, err) = child.wait_exit(Duration::from_secs(60));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(config::exit_codes::USAGE),
+        "{err}"
+    );
+    assert!(err.contains("exit-reason: invalid configuration"), "{err}");
+    assert!(err.contains("vision.table_corners"), "{err}");
+    assert!(err.contains("clockwise"), "{err}");
 }

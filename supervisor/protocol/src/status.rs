@@ -171,6 +171,11 @@ pub struct WorkerStats {
     /// Seconds until the next restart while in `backoff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_in_s: Option<f64>,
+    /// Vision: where its table comes from: `fixed` (`vision.table_corners` in the config) or
+    /// `found` (found on a clear view and held). Each detections record says it per frame
+    /// (`table_source`, also `none` while no table is found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_source: Option<String>,
 }
 
 impl Status {
@@ -236,6 +241,18 @@ pub(crate) mod tests {
         assert_eq!(serde_json::to_value(sample()).unwrap(), spec);
         let back: Status = serde_json::from_value(spec).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn table_source_is_an_optional_extension() {
+        let mut s = sample();
+        s.workers[0].stats.table_source = Some("fixed".into());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["workers"][0]["stats"]["table_source"], "fixed");
+        let back: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain["workers"][0]["stats"].get("table_source").is_none());
     }
 
     #[test]

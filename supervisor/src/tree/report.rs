@@ -158,7 +158,15 @@ impl Tree {
             .workers
             .iter()
             .filter(|s| s.enabled)
-            .map(|s| worker_status(s, &self.usage, &snap, det.as_ref(), now))
+            .map(|s| {
+                let mut w = worker_status(s, &self.usage, &snap, det.as_ref(), now);
+                if matches!(s.name, WorkerName::Vision) {
+                    // The config says which; the detections say it per frame.
+                    let fixed = self.setup.config.vision.table_corners.is_some();
+                    w.stats.table_source = Some(if fixed { "fixed" } else { "found" }.into());
+                }
+                w
+            })
             .collect();
         Status {
             supervisor: SupervisorStatus {

@@ -24,6 +24,7 @@
 //! assert_eq!(truth.balls.len(), 16);
 //! ```
 
+pub mod conditions;
 mod draw;
 mod physics;
 mod rng;

@@ -106,6 +106,43 @@ pub struct BallJson {
     pub moving: bool,
 }
 
+/// The cue stick over the table (the SPEC's `cue` key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CueJson {
+    /// The tip, `[x, y]` in frame pixels.
+    pub tip: [f32; 2],
+    /// Direction from the butt to the tip, degrees, `atan2(dy, dx)` in frame pixels (x right,
+    /// y down), in (-180, 180]: the aim line leaves the tip in this direction.
+    pub angle_deg: f32,
+    /// How sure the detector is that this is a cue, 0..1.
+    pub confidence: f32,
+}
+
+/// Where the table of a detections record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TableSource {
+    /// Found by the detector on a clear view, and held since.
+    Found,
+    /// Fixed by `vision.table_corners`.
+    Fixed,
+    /// No table (none found yet, or the held one stopped fitting).
+    #[default]
+    #[serde(other)]
+    None,
+}
+
+impl TableSource {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableSource::Found => "found",
+            TableSource::Fixed => "fixed",
+            TableSource::None => "none",
+        }
+    }
+}
+
 /// The SPEC's detections JSON, one record per processed frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectionsJson {
@@ -137,6 +174,12 @@ pub struct DetectionsJson {
     /// [`ShotJson::id`]). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shot: Option<ShotJson>,
+    /// The cue stick over the table, or `null` when none is seen.
+    #[serde(default)]
+    pub cue: Option<CueJson>,
+    /// Extension: `found` (detected and held), `fixed` (`vision.table_corners`) or `none`.
+    #[serde(default)]
+    pub table_source: TableSource,
 }
 
 /// How long (seconds of capture time) the detections records repeat a finished shot.
@@ -214,6 +257,12 @@ mod tests {
             motion: Motion::Still,
             pocketed: vec![],
             shot: None,
+            cue: Some(CueJson {
+                tip: [10.0, 20.0],
+                angle_deg: -45.5,
+                confidence: 0.9,
+            }),
+            table_source: TableSource::Fixed,
         };
         let text = serde_json::to_string(&d).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -229,6 +278,10 @@ mod tests {
         assert_eq!(v["motion"], "still");
         assert_eq!(v["pocketed"], serde_json::json!([]));
         assert!(v.get("shot").is_none());
+        assert_eq!(v["cue"]["tip"][1], 20.0);
+        assert_eq!(v["cue"]["angle_deg"], -45.5);
+        assert_eq!(v["cue"]["confidence"], 0.9);
+        assert_eq!(v["table_source"], "fixed");
         let back: DetectionsJson = serde_json::from_str(&text).unwrap();
         assert_eq!(back, d);
     }
@@ -272,6 +325,23 @@ mod tests {
         assert!(d.pocketed.is_empty() && d.shot.is_none());
         let moving: Motion = serde_json::from_str("\"moving\"").unwrap();
         assert_eq!(moving, Motion::Moving);
+    fn cue_is_null_when_absent_and_old_records_parse() {
+        let old = r#"{"frame_number": 1, "capture_ts_ns": 0, "processed_ts_ns": 0,
+            "table": {"corners": []}, "balls": []}"#;
+        let d: DetectionsJson = serde_json::from_str(old).unwrap();
+        assert_eq!(d.cue, None);
+        assert_eq!(d.table_source, TableSource::None);
+        let v: serde_json::Value = serde_json::to_value(&d).unwrap();
+        assert!(v["cue"].is_null());
+        assert!(
+            v.as_object().unwrap().contains_key("cue"),
+            "cue is always present"
+        );
+        let newer: TableSource = serde_json::from_str("\"estimated\"").unwrap();
+        assert_eq!(newer, TableSource::None);
+        for s in [TableSource::Found, TableSource::Fixed, TableSource::None] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

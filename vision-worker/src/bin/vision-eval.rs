@@ -7,11 +7,17 @@
 //!
 //! ```text
 //! cargo run --release -p billiards-vision-worker --bin vision-eval -- --frames 500 --seeds 5
+//! cargo run --release -p billiards-vision-worker --bin vision-eval -- --condition all
 //! ```
 //!
 //! `--sequence SECONDS` scores the tracker over time instead (numbers, ids, pockets, shots):
 //! the official renderer in play mode, and the alt renderer's still scenes seen for a few
 //! frames each.
+//! `--condition NAME|all` scores each condition of real play on its own (see
+//! `conditions.rs` beside this file).
+
+#[path = "vision-eval/conditions.rs"]
+mod conditions;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -111,6 +117,11 @@ struct Args {
     /// fifth on, once the vote has evidence).
     #[arg(long, default_value_t = 10)]
     alt_frames: u32,
+    /// Instead of the overall scores: score each condition of real play on its own (`all`,
+    /// or one of clear, glare, cue, hand, low-light, tilt, rack, motion-blur), with the cue's
+    /// tip and angle errors, and the speed with a cue on the table.
+    #[arg(long, value_name = "NAME|all")]
+    condition: Option<String>,
 }
 
 /// Distorts a rendered frame and corrects it again with the video worker's own maps.
@@ -178,6 +189,9 @@ fn main() -> Result<()> {
     }
     if let Some(secs) = args.sequence {
         return sequence::run(&args, secs);
+    }
+    if let Some(name) = &args.condition {
+        return conditions::run(&args, name);
     }
     if let Some(d) = &args.dump {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -570,7 +584,7 @@ fn write_sheet(args: &Args, name: &str, tiles: &[Mat]) -> Result<()> {
 }
 
 /// Times `detect` (table found from scratch every frame) and `process` (the worker's steady
-/// state: table re-used, re-detected every 30 frames) on frames of both renderers.
+/// state: the table held while it fits) on frames of both renderers.
 fn bench(args: &Args) -> Result<()> {
     let mut frames = Vec::new();
     for k in 0..4u64 {
@@ -604,7 +618,7 @@ fn bench(args: &Args) -> Result<()> {
         args,
     );
     print_profile(&det);
-    // Steady state: one scene, the table found once per 30 frames.
+    // Steady state: one scene at a time, the table held (found again when the scene changes).
     let mut det = Detector::default();
     times.clear();
     cpu.clear();

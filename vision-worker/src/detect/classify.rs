@@ -4,6 +4,11 @@
 //!
 //! White and dark are judged against the cloth right next to the ball, so a dim frame or a
 //! lamp pool changes nothing; "neutral" allows for the sensor noise measured on the cloth.
+//!
+//! A lamp's hot highlight on a ball is a small clipped spot (every channel near 255) with a
+//! bright halo: it is white, but not the ball's white. Clipped pixels are left out (unless
+//! most of the ball is clipped: a white ball in a bright pool), and so is the halo around
+//! them, so a highlight never turns a solid into a stripe.
 
 use crate::model::{BallKind, KindFeatures};
 
@@ -11,6 +16,12 @@ use crate::model::{BallKind, KindFeatures};
 const DISC: f32 = 0.9;
 /// Inner limit of the outer ring, in radii.
 const RING: f32 = 0.66;
+/// A channel value this high is clipped by the sensor.
+const CLIPPED: u8 = 250;
+/// Clipped pixels covering less than this share of the disc are a highlight, left out.
+const HIGHLIGHT_MAX: f32 = 0.3;
+/// Radius of a highlight's halo around its clipped pixels, in ball radii.
+const HALO: f32 = 0.2;
 
 /// Measures the ball at `(cx, cy)` with radius `r` in a BGR image (`w` x `h`), given the cloth
 /// colour next to it and the per-channel noise of the image.
@@ -39,11 +50,42 @@ pub(crate) fn features(
     let mut white_pos: Vec<(f32, f32)> = Vec::new();
     // Hue and brightness of the saturated pixels, for the number (see `identify`).
     let (mut hue_a, mut hue_b, mut value, mut white_value) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    // Hot highlights: where the clipped pixels are, and whether they are few enough to leave
+    // out.
+    let clipped_at = |x: usize, y: usize| {
+        let o = (y * w + x) * 3;
+        img[o].min(img[o + 1]).min(img[o + 2]) >= CLIPPED
+    };
+    let (mut disc_n, mut clipped) = (0u32, Vec::new());
+    for y in ya..=yb {
+        for x in xa..=xb {
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            if dx * dx + dy * dy <= rr * rr {
+                disc_n += 1;
+                if clipped_at(x, y) {
+                    clipped.push((x as f32, y as f32));
+                }
+            }
+        }
+    }
+    let skip_highlights =
+        !clipped.is_empty() && (clipped.len() as f32) < HIGHLIGHT_MAX * disc_n as f32;
+    // The halo: within a third of a radius of a clipped pixel.
+    let halo2 = (HALO * r).powi(2);
+    let in_highlight = |x: usize, y: usize| {
+        skip_highlights
+            && clipped
+                .iter()
+                .any(|&(hx, hy)| (x as f32 - hx).powi(2) + (y as f32 - hy).powi(2) <= halo2)
+    };
     for y in ya..=yb {
         for x in xa..=xb {
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
             let d2 = dx * dx + dy * dy;
             if d2 > rr * rr {
+                continue;
+            }
+            if in_highlight(x, y) {
                 continue;
             }
             let o = (y * w + x) * 3;
@@ -148,4 +190,61 @@ pub(crate) fn decide(f: &KindFeatures) -> BallKind {
         return BallKind::Solid;
     }
     BallKind::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 48x48 green-cloth image with a red ball of radius 14 at (24, 24) and, optionally, a
+    /// hot highlight (clipped core, bright halo) up and left of its centre.
+    fn red_ball(highlight: bool) -> Vec<u8> {
+        let (w, h) = (48usize, 48usize);
+        let mut img = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
+                let d = (dx * dx + dy * dy).sqrt();
+                let (hx, hy) = (x as f32 - 19.0, y as f32 - 19.0);
+                let dh = (hx * hx + hy * hy).sqrt();
+                let px: [u8; 3] = if d > 14.0 {
+                    [58, 112, 24]
+                } else if highlight && dh <= 2.5 {
+                    [255, 255, 255]
+                } else if highlight && dh <= 4.0 {
+                    [225, 228, 240]
+                } else {
+                    [34, 30, 206]
+                };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        img
+    }
+
+    #[test]
+    fn a_hot_highlight_does_not_make_a_solid_a_stripe() {
+        let cloth = [58.0, 112.0, 24.0];
+        let plain = features(&red_ball(false), 48, 48, 24.0, 24.0, 14.0, cloth, 1.0);
+        assert_eq!(decide(&plain), BallKind::Solid, "{plain:?}");
+        let hot = features(&red_ball(true), 48, 48, 24.0, 24.0, 14.0, cloth, 1.0);
+        assert_eq!(decide(&hot), BallKind::Solid, "{hot:?}");
+        assert!(hot.white < 0.05, "{hot:?}");
+    }
+
+    #[test]
+    fn a_white_ball_in_a_bright_pool_is_still_white() {
+        // Every pixel of the ball clipped: it is the ball's white, not a highlight.
+        let (w, h) = (48usize, 48usize);
+        let mut img = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let d = ((x as f32 - 24.0).powi(2) + (y as f32 - 24.0).powi(2)).sqrt();
+                let px: [u8; 3] = if d > 14.0 { [58, 112, 24] } else { [255; 3] };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        let f = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
+        assert_eq!(decide(&f), BallKind::Cue, "{f:?}");
+    }
 }

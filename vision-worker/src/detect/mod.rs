@@ -5,11 +5,19 @@
 //! are refined to sub-pixel accuracy on the working image, kinds are read from the full frame.
 //! Every buffer is kept in the [`Detector`] and reused, so a steady stream allocates nothing
 //! per frame beyond small vectors.
+//!
+//! In a stream ([`Detector::process`]) the table is found once on a clear view and then held
+//! ([`table_hold`]): only a table that stops fitting its four edges for several frames is
+//! detected again, so a cue, a hand or a player over the table cannot move it. Corners from
+//! the configuration ([`Detector::with_table_corners`]) fix it outright. The cue stick is
+//! looked for in what the ball stage left over ([`cue`]).
 
 mod balls;
 mod classify;
+mod cue;
 pub(crate) mod geom;
 mod table;
+mod table_hold;
 
 use std::time::Instant;
 
@@ -19,9 +27,11 @@ use opencv::prelude::*;
 
 pub use crate::model::KindFeatures;
 
-use crate::model::{Ball, FrameDetections, Table};
+use crate::model::{Ball, Cue, FrameDetections, Table, TableSource};
 use balls::{BallBuffers, BallStage, StageTimes};
+use cue::CueBuffers;
 use table::{TableBuffers, TableModel};
+use table_hold::{TableHold, Verdict};
 
 /// What the detector accepts as a frame: an owned [`Mat`] or one borrowed from a buffer
 /// (`BoxedRef<Mat>`, e.g. a slot of the frame segment).
@@ -42,8 +52,8 @@ pub enum DetectError {
 /// Tunables of the detector.
 #[derive(Debug, Clone)]
 pub struct DetectorParams {
-    /// In [`Detector::process`], re-detect the table every this many frames (it is also
-    /// re-detected as soon as it seems to have moved).
+    /// With corners fixed by the configuration, measure the cloth colour again every this
+    /// many frames (lighting changes); a found table is held, never re-detected on a timer.
     pub table_every: u32,
     /// Width of the working image the balls are found on.
     pub work_width: u32,
@@ -64,15 +74,21 @@ pub struct Detector {
     work: Mat,
     small: Mat,
     table: Option<TableModel>,
-    table_cloth_fraction: f32,
+    source: TableSource,
+    hold: TableHold,
+    /// Corners fixed by the configuration (full-frame pixels), and the frame size the model
+    /// of them was built for.
+    fixed: Option<[[f32; 2]; 4]>,
+    fixed_for: (usize, usize),
     since_table: u32,
     radius_hint: Option<f32>,
     tb: TableBuffers,
     bb: BallBuffers,
-    /// Whether the table was (re-)detected in the last call.
+    cb: CueBuffers,
+    /// Whether the table was (re-)detected (or rebuilt from fixed corners) in the last call.
     pub last_table_redetected: bool,
-    /// Nanoseconds spent in resize, table and classification, accumulated.
-    prof: [u64; 3],
+    /// Nanoseconds spent in resize, table, classification and the cue, accumulated.
+    prof: [u64; 4],
     frames: u64,
 }
 
@@ -112,57 +128,148 @@ impl Detector {
             work: Mat::default(),
             small: Mat::default(),
             table: None,
-            table_cloth_fraction: 0.0,
+            source: TableSource::None,
+            hold: TableHold::default(),
+            fixed: None,
+            fixed_for: (0, 0),
             since_table: 0,
             radius_hint: None,
             tb: TableBuffers::default(),
             bb: BallBuffers::default(),
+            cb: CueBuffers::default(),
             last_table_redetected: false,
-            prof: [0; 3],
+            prof: [0; 4],
             frames: 0,
         }
+    }
+
+    /// The same detector with the playing area fixed to `corners` (frame pixels, clockwise
+    /// from the top-left one, as `vision.table_corners`): table detection is skipped.
+    pub fn with_table_corners(mut self, corners: [[f32; 2]; 4]) -> Self {
+        self.fixed = Some(corners);
+        self.table = None;
+        self
+    }
+
+    /// Where the current table comes from.
+    pub fn table_source(&self) -> TableSource {
+        self.source
+    }
+
+    /// Consecutive frames the held table has not fitted (it is detected again after a few).
+    pub fn table_misfits(&self) -> u32 {
+        self.hold.misfits()
     }
 
     /// Detects table and balls in `frame` from scratch (no state from earlier frames): what
     /// the evaluation measures.
     pub fn detect<F: Frame>(&mut self, frame: &F) -> Result<FrameDetections, DetectError> {
         self.table = None;
+        self.hold.clear();
         self.radius_hint = None;
         self.process(frame)
     }
 
-    /// Detects the balls in `frame`, re-using the table found in an earlier frame unless it is
-    /// due for re-detection (every `table_every` frames) or seems to have moved.
+    /// Detects the balls and the cue in `frame` on the held table: the table found in an
+    /// earlier frame is kept while it fits (see [`table_hold`]), or the fixed corners are used.
     pub fn process<F: Frame>(&mut self, frame: &F) -> Result<FrameDetections, DetectError> {
         let g = self.prepare(frame)?;
         self.last_table_redetected = false;
-        if self.table.is_none() || self.since_table >= self.params.table_every {
-            self.redetect_table(&g)?;
-        }
+        let t = Instant::now();
+        let r = self.update_table(&g);
+        self.prof[1] += t.elapsed().as_nanos() as u64;
+        r?;
         self.since_table += 1;
-        let Some(mut stage) = self.run_balls(&g)? else {
-            return Ok(FrameDetections::default());
+        let Some(stage) = self.run_balls(&g)? else {
+            return Ok(FrameDetections {
+                table_source: self.source,
+                ..FrameDetections::default()
+            });
         };
-        // All sixteen balls cover about 1% of the cloth: a drop of 6% means the cloth is no
-        // longer where the table was (the camera or the table moved).
-        if !self.last_table_redetected && stage.cloth_fraction < self.table_cloth_fraction - 0.06 {
-            // The cloth is no longer where the table was: it moved (or the view changed).
-            self.redetect_table(&g)?;
-            match self.run_balls(&g)? {
-                Some(s) => stage = s,
-                None => return Ok(FrameDetections::default()),
-            }
-        }
-        if self.last_table_redetected {
-            self.table_cloth_fraction = stage.cloth_fraction;
-        }
         self.finish(frame, &g, stage)
     }
 
-    /// Finds only the table in `frame`.
+    /// Brings the table up to date for this frame: the fixed corners, the held table, or a
+    /// new detection when there is none or the held one stopped fitting.
+    fn update_table(&mut self, g: &Geometry) -> Result<(), DetectError> {
+        if let Some(corners) = self.fixed {
+            if self.table.is_none()
+                || self.since_table >= self.params.table_every
+                || self.fixed_for != (g.fw, g.fh)
+            {
+                self.build_fixed(g, corners)?;
+            }
+            return Ok(());
+        }
+        let verdict = match &self.table {
+            None => Verdict::Redetect,
+            Some(t) => {
+                let work = self.work.data_bytes()?;
+                self.hold.judge(table_hold::measure(work, g.ww, g.wh, t))
+            }
+        };
+        if verdict == Verdict::Redetect {
+            self.redetect_table_inner(g)?;
+            match &self.table {
+                Some(t) => {
+                    let work = self.work.data_bytes()?;
+                    self.hold.accept(table_hold::measure(work, g.ww, g.wh, t));
+                }
+                None => self.hold.clear(),
+            }
+        }
+        self.source = if self.table.is_some() {
+            TableSource::Found
+        } else {
+            TableSource::None
+        };
+        Ok(())
+    }
+
+    /// The table model of the fixed corners, with the cloth colour measured on this frame.
+    fn build_fixed(&mut self, g: &Geometry, corners: [[f32; 2]; 4]) -> Result<(), DetectError> {
+        let (sw, sh) = (g.ww / 2, g.wh / 2);
+        imgproc::resize(
+            &self.work,
+            &mut self.small,
+            Size::new(sw as i32, sh as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )?;
+        let (kx, ky) = (g.fw as f32 / g.ww as f32, g.fh as f32 / g.wh as f32);
+        let work_corners = corners.map(|p| [(p[0] + 0.5) / kx - 0.5, (p[1] + 0.5) / ky - 0.5]);
+        let t =
+            table::model_from_corners(work_corners, self.small.data_bytes()?, sw, sh, g.ww, g.wh)?;
+        if self.fixed_for != (g.fw, g.fh) {
+            self.radius_hint = None;
+        }
+        self.table = t;
+        self.source = if self.table.is_some() {
+            TableSource::Fixed
+        } else {
+            TableSource::None
+        };
+        self.fixed_for = (g.fw, g.fh);
+        self.since_table = 0;
+        self.last_table_redetected = true;
+        Ok(())
+    }
+
+    /// Finds only the table in `frame` (the fixed corners, when set).
     pub fn detect_table<F: Frame>(&mut self, frame: &F) -> Result<Option<Table>, DetectError> {
         let g = self.prepare(frame)?;
-        self.redetect_table(&g)?;
+        match self.fixed {
+            Some(c) => self.build_fixed(&g, c)?,
+            None => {
+                self.redetect_table(&g)?;
+                self.source = if self.table.is_some() {
+                    TableSource::Found
+                } else {
+                    TableSource::None
+                };
+            }
+        }
         Ok(self.table.as_ref().map(|t| Table {
             corners: t.playing.map(|c| g.to_full(c)),
         }))
@@ -223,12 +330,13 @@ impl Detector {
                 .map(|(s, t)| (s, t as f64 / n)),
         );
         out.push(("classify", self.prof[2] as f64 / n));
+        out.push(("cue", self.prof[3] as f64 / n));
         out
     }
 
     /// Clears the stage times.
     pub fn reset_profile(&mut self) {
-        self.prof = [0; 3];
+        self.prof = [0; 4];
         self.bb.times = StageTimes::default();
         self.frames = 0;
     }
@@ -329,24 +437,14 @@ impl Detector {
         Ok(Some(stage))
     }
 
+    /// Radii, kinds and the cue: what follows the ball stage.
     fn finish<F: Frame>(
         &mut self,
         frame: &F,
         g: &Geometry,
         stage: BallStage,
     ) -> Result<FrameDetections, DetectError> {
-        let t = Instant::now();
-        let r = self.finish_inner(frame, g, stage);
-        self.prof[2] += t.elapsed().as_nanos() as u64;
-        r
-    }
-
-    fn finish_inner<F: Frame>(
-        &mut self,
-        frame: &F,
-        g: &Geometry,
-        stage: BallStage,
-    ) -> Result<FrameDetections, DetectError> {
+        let t_classify = Instant::now();
         let Some(table) = &self.table else {
             return Ok(FrameDetections::default());
         };
@@ -390,11 +488,38 @@ impl Detector {
                 }
             })
             .collect();
+        self.prof[2] += t_classify.elapsed().as_nanos() as u64;
+        let t_cue = Instant::now();
+        let found_cue = {
+            let inp = cue::CueInput {
+                img: self.work.data_bytes()?,
+                w: g.ww,
+                h: g.wh,
+                table,
+                fg: self.bb.foreground()?,
+                balls: &stage.balls,
+                radius: stage.radius,
+                cloth: &stage.cloth,
+            };
+            cue::find_cue(&inp, &mut self.cb)?
+        };
+        let cue = found_cue.map(|c| {
+            let tip = g.to_full(c.tip);
+            let ahead = g.to_full([c.tip[0] + 10.0 * c.dir[0], c.tip[1] + 10.0 * c.dir[1]]);
+            Cue {
+                tip,
+                angle_deg: (ahead[1] - tip[1]).atan2(ahead[0] - tip[0]).to_degrees(),
+                confidence: c.confidence,
+            }
+        });
+        self.prof[3] += t_cue.elapsed().as_nanos() as u64;
         Ok(FrameDetections {
             table: Some(Table {
                 corners: table.playing.map(|c| g.to_full(c)),
             }),
             balls,
+            cue,
+            table_source: self.source,
         })
     }
 }

@@ -319,6 +319,11 @@ pub(crate) fn detect_table(
     bufs.component.clear();
     bufs.component
         .extend(labels.iter().map(|&l| if l == best.0 { 255u8 } else { 0 }));
+    // A cue, a hand or an arm lying across the cloth cuts it into pieces: each piece that
+    // lies within a few pixels of the main one (across the thin occluder, never across a
+    // rail, which is wider) belongs to the same cloth.
+    let n = n_labels(&bufs.stats)?;
+    let merged = merge_split_cloth(bufs, sw, sh, best.0, n)?;
     let comp = Mat::new_rows_cols_with_data::<u8>(sh as i32, sw as i32, &bufs.component)?;
     let mut contours: Vector<Vector<Point>> = Vector::new();
     imgproc::find_contours(
@@ -328,9 +333,18 @@ pub(crate) fn detect_table(
         imgproc::CHAIN_APPROX_NONE,
         Point::new(0, 0),
     )?;
-    let Some(contour) = contours.iter().max_by_key(|c| c.len()) else {
-        return Ok(None);
+    let contour: Vector<Point> = if merged {
+        // The pieces' outlines together: the hull bridges the occluder.
+        contours.iter().flat_map(|c| c.to_vec()).collect()
+    } else {
+        match contours.iter().max_by_key(|c| c.len()) {
+            Some(c) => c,
+            None => return Ok(None),
+        }
     };
+    if contour.len() < 4 {
+        return Ok(None);
+    }
     let mut hull_pts: Vector<Point> = Vector::new();
     imgproc::convex_hull(&contour, &mut hull_pts, false, true)?;
     // To working-image coordinates (pixel centres scale about the half-pixel offset).
@@ -365,6 +379,41 @@ pub(crate) fn detect_table(
     }
     // The cloth region may include the cushions; the playing surface ends at their noses.
     let playing = nose_corners(work, work_w, work_h, &corners, 2.0 * noise);
+    build_model(playing, hull, &corners, cloth, work_w, work_h)
+}
+
+/// The table model of a playing area fixed by the configuration (`playing`, working-image
+/// pixels, any order), with the cloth colour measured on `small` (a BGR image of size `sw` x
+/// `sh`).
+pub(crate) fn model_from_corners(
+    playing: [P2; 4],
+    small: &[u8],
+    sw: usize,
+    sh: usize,
+    work_w: usize,
+    work_h: usize,
+) -> Result<Option<TableModel>, DetectError> {
+    let Some(cloth) = cloth_reference(small, sw, sh) else {
+        return Ok(None);
+    };
+    let playing = order_corners(playing);
+    if polygon_area(&playing) <= 0.0 {
+        return Ok(None);
+    }
+    // Half a pixel out: the playing corners are the cushion noses, pixel centres inside.
+    let hull = grow_convex(&playing, 0.5);
+    build_model(playing, hull, &playing, cloth, work_w, work_h)
+}
+
+/// The rest of the model from the playing area, the cloth hull and the cloth quadrilateral.
+fn build_model(
+    playing: [P2; 4],
+    hull: Vec<P2>,
+    corners: &[P2; 4],
+    cloth: ClothRef,
+    work_w: usize,
+    work_h: usize,
+) -> Result<Option<TableModel>, DetectError> {
     let side = |i: usize| {
         let (p, q) = (corners[i], corners[(i + 1) % 4]);
         ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()
@@ -422,6 +471,81 @@ pub(crate) fn detect_table(
     }))
 }
 
+/// Number of labels in a `connected_components_with_stats` result.
+fn n_labels(stats: &Mat) -> Result<i32, DetectError> {
+    Ok(stats.rows())
+}
+
+/// Adds to `bufs.component` (the main cloth piece, label `main`) every other sizeable piece of
+/// `bufs.labels` that comes within a few pixels of it: cloth cut by a thin occluder. Returns
+/// whether any piece was added.
+fn merge_split_cloth(
+    bufs: &mut TableBuffers,
+    sw: usize,
+    sh: usize,
+    main: i32,
+    n: i32,
+) -> Result<bool, DetectError> {
+    let min_area = (0.002 * (sw * sh) as f32) as i32;
+    // A piece of bed is thick; a strip of cushion cut off by the nose's edge is not (it is
+    // left to the nose search).
+    let min_thickness = 0.05 * sw.min(sh) as f32;
+    let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).copied().unwrap_or(0);
+    let candidates: Vec<i32> = (1..n)
+        .filter(|&l| l != main)
+        .filter(|&l| {
+            let area = stat(l, imgproc::CC_STAT_AREA);
+            let long = stat(l, imgproc::CC_STAT_WIDTH).max(stat(l, imgproc::CC_STAT_HEIGHT));
+            area >= min_area && area as f32 >= min_thickness * long.max(1) as f32
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(false);
+    }
+    // A cue is 2-6 small pixels wide with its cut edges and shadow; a rail is twice that.
+    let k = imgproc::get_structuring_element(
+        imgproc::MORPH_ELLIPSE,
+        Size::new(13, 13),
+        Point::new(-1, -1),
+    )?;
+    let mut grown = Mat::default();
+    {
+        let comp = Mat::new_rows_cols_with_data::<u8>(sh as i32, sw as i32, &bufs.component)?;
+        imgproc::dilate(
+            &comp,
+            &mut grown,
+            &k,
+            Point::new(-1, -1),
+            1,
+            core::BORDER_CONSTANT,
+            imgproc::morphology_default_border_value()?,
+        )?;
+    }
+    let grown = grown.data_bytes()?;
+    let labels = bufs.labels.data_typed::<i32>()?;
+    let mut touching = vec![0u32; n as usize];
+    for (&l, &g) in labels.iter().zip(grown.iter()) {
+        if g != 0 && l > 0 && l != main {
+            touching[l as usize] += 1;
+        }
+    }
+    // Touching along a stretch, not at a point: the cut runs along the occluder.
+    let reach = (sw.min(sh) / 40).max(6) as u32;
+    let joined: Vec<i32> = candidates
+        .into_iter()
+        .filter(|&l| touching[l as usize] >= reach)
+        .collect();
+    if joined.is_empty() {
+        return Ok(false);
+    }
+    for (c, &l) in bufs.component.iter_mut().zip(labels.iter()) {
+        if joined.contains(&l) {
+            *c = 255;
+        }
+    }
+    Ok(true)
+}
+
 /// Per-channel noise of the cloth near the frame centre: from differences of horizontally
 /// adjacent cloth pixels (median absolute difference of a Gaussian pair is 0.954 sigma).
 fn pixel_noise(img: &[u8], w: usize, h: usize, cloth: &ClothRef) -> f32 {
@@ -445,8 +569,9 @@ fn pixel_noise(img: &[u8], w: usize, h: usize, cloth: &ClothRef) -> f32 {
     *diffs.select_nth_unstable_by(mid, f32::total_cmp).1 / 0.954
 }
 
-/// The convex polygon `poly` (clockwise) with every side moved outwards by `d`.
-fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
+/// The convex polygon `poly` (clockwise) with every side moved outwards by `d` (inwards when
+/// negative).
+pub(crate) fn grow_convex(poly: &[P2], d: f32) -> Vec<P2> {
     let n = poly.len();
     let lines: Vec<Option<Line>> = (0..n)
         .map(|i| {

@@ -70,6 +70,12 @@ impl Blobs<'_> {
 }
 
 impl ForegroundBuffers {
+    /// The cleaned (closed, not yet opened) foreground of the last frame, ROI-sized: thin
+    /// objects such as the cue survive in it.
+    pub(super) fn closed(&self) -> Result<&[u8], DetectError> {
+        Ok(self.closed.data_typed::<u8>()?)
+    }
+
     /// The blobs found by the last [`blobs`] call, which returned `n`.
     pub fn blobs(&self, n: i32) -> Result<Blobs<'_>, DetectError> {
         Ok(Blobs {

@@ -92,8 +92,6 @@ pub(crate) struct Found {
 #[derive(Debug, Default)]
 pub(crate) struct BallStage {
     pub balls: Vec<Found>,
-    /// Fraction of the table region that looked like cloth (drops when the table moved).
-    pub cloth_fraction: f32,
     /// The ball radius used, in working pixels.
     pub radius: f32,
     /// Local cloth colour model, for classification.
@@ -158,6 +156,14 @@ pub(crate) struct BallBuffers {
     pub times: StageTimes,
 }
 
+impl BallBuffers {
+    /// The cleaned foreground of the last [`find_balls`] call (table ROI sized, non-zero where
+    /// the pixel is not cloth), for the stages that look for other things than balls.
+    pub(crate) fn foreground(&self) -> Result<&[u8], DetectError> {
+        self.fg.closed()
+    }
+}
+
 /// Finds the balls on the table in the working image `img` (`w` x `h`, BGR); `radius_hint`
 /// is the ball radius measured on earlier frames, if any.
 pub(crate) fn find_balls(
@@ -209,7 +215,6 @@ pub(crate) fn find_balls(
     bufs.times.final_fits += lap.split();
     Ok(BallStage {
         balls: kept,
-        cloth_fraction,
         radius: r_ball,
         cloth: model,
     })

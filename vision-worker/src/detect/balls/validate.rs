@@ -1,8 +1,12 @@
 //! Step 5: validation of the fitted circles: inside the table, mostly foreground, not in a
-//! pocket, no duplicates.
+//! pocket, not skin, no duplicates.
+//!
+//! A hand reaching over the table has round fingertips and a palm about a ball wide. Skin is
+//! a warm colour of moderate saturation: orange, red and yellow balls are far more saturated,
+//! white balls far less, so a circle whose pixels are mostly skin-coloured is a hand.
 
 use super::foreground::Blobs;
-use super::{Found, Roi, Work};
+use super::{Found, Image, Roi, Work};
 use crate::detect::geom::convex_inside_dist;
 
 /// Keeps the circles of `found` that are balls, best outlined first; `r_ball` is the common
@@ -26,6 +30,19 @@ pub(super) fn validate(
         if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
             continue;
         }
+        // A ball fills its outer ring; a stick (the cue's butt is about a ball wide) crosses
+        // it twice and leaves half of it cloth.
+        let rr = f.r.max(0.85 * r_ball);
+        if ring_coverage(blobs.closed, roi, f.x, f.y, (0.6 * rr, 0.85 * rr)) < RING_MIN {
+            continue;
+        }
+        if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
+            continue;
+        }
+        // A reflection has soft edges: only a weakly outlined circle can be one.
+        if f.support < GLARE_SUPPORT && glare_fraction(work, f.x, f.y, 0.8 * f.r) > GLARE_MAX {
+            continue;
+        }
         // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
         // the pocket's darkness just around it.
         if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
@@ -40,6 +57,102 @@ pub(super) fn validate(
         kept.push(f);
     }
     kept
+}
+
+/// A ball's outer ring (0.6-0.85 radii) is at least this much foreground.
+const RING_MIN: f32 = 0.75;
+
+/// A circle with more than this share of pixels that are the cloth plus white light is a lamp's
+/// reflection on the cloth, not a ball.
+const GLARE_MAX: f32 = 0.7;
+/// Circles outlined at least this well (edge support) are never taken for a reflection.
+const GLARE_SUPPORT: f32 = 0.8;
+
+/// Share of the pixels within `r` of `(cx, cy)` that are the local cloth colour plus some white
+/// (a reflection on the felt): `p = c + k (1, 1, 1)` with `k` clearly positive, up to the
+/// noise. A white ball on a coloured cloth is not (its colour has none of the cloth's tint);
+/// on a grey cloth the two cannot be told apart, so nothing is rejected there.
+fn glare_fraction(work: &Work<'_>, cx: f32, cy: f32, r: f32) -> f32 {
+    let c0 = work.cloth.at(cx, cy);
+    let mean0 = (c0[0] + c0[1] + c0[2]) / 3.0;
+    let mx = c0[0].max(c0[1]).max(c0[2]);
+    let mn = c0[0].min(c0[1]).min(c0[2]);
+    if mx <= 0.0 || (mx - mn) / mx < 0.2 || mean0 < 1.0 {
+        return 0.0;
+    }
+    let img = work.img;
+    let noise = work.cloth.noise.max(1.0);
+    let xa = (cx - r).floor().max(0.0) as usize;
+    let xb = ((cx + r).ceil().max(0.0) as usize).min(img.w - 1);
+    let ya = (cy - r).floor().max(0.0) as usize;
+    let yb = ((cy + r).ceil().max(0.0) as usize).min(img.h - 1);
+    let (mut n, mut glare) = (0u32, 0u32);
+    for y in ya..=yb {
+        for x in xa..=xb {
+            if (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) > r * r {
+                continue;
+            }
+            n += 1;
+            let c = work.cloth.at(x as f32, y as f32);
+            let cn = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+            let o = (y * img.w + x) * 3;
+            let d = [
+                img.px[o] as f32 - c[0],
+                img.px[o + 1] as f32 - c[1],
+                img.px[o + 2] as f32 - c[2],
+            ];
+            // Clipped channels lose part of the white: compare below the clip.
+            let k = (d[0] + d[1] + d[2]) / 3.0;
+            let e2: f32 = d
+                .iter()
+                .zip(img.px[o..o + 3].iter())
+                .filter(|(_, &v)| v < 250)
+                .map(|(dv, _)| (dv - k).powi(2))
+                .sum();
+            let tol = (2.5 * noise).max(0.06 * cn);
+            glare += u32::from(k > 6.0 * noise && e2 <= tol * tol);
+        }
+    }
+    glare as f32 / n.max(1) as f32
+}
+
+/// A circle with more than this share of skin-coloured pixels is a hand, not a ball.
+const SKIN_MAX: f32 = 0.45;
+
+/// Whether a BGR colour is skin-like: red above green above blue, a hue of about 5-30 degrees
+/// and a saturation of 0.15-0.62, not too dark.
+fn is_skin(b: f32, g: f32, r: f32) -> bool {
+    if !(r > g && g > b) || r < 50.0 {
+        return false;
+    }
+    let chroma = r - b;
+    let sat = chroma / r;
+    let hue = 60.0 * (g - b) / chroma.max(1.0);
+    chroma >= 20.0 && (0.15..=0.62).contains(&sat) && (5.0..=30.0).contains(&hue)
+}
+
+/// Share of skin-coloured pixels within `r` of `(cx, cy)` (working coordinates).
+fn skin_fraction(img: Image<'_>, cx: f32, cy: f32, r: f32) -> f32 {
+    let xa = (cx - r).floor().max(0.0) as usize;
+    let xb = ((cx + r).ceil().max(0.0) as usize).min(img.w - 1);
+    let ya = (cy - r).floor().max(0.0) as usize;
+    let yb = ((cy + r).ceil().max(0.0) as usize).min(img.h - 1);
+    let (mut n, mut skin) = (0u32, 0u32);
+    for y in ya..=yb {
+        for x in xa..=xb {
+            if (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) > r * r {
+                continue;
+            }
+            let o = (y * img.w + x) * 3;
+            n += 1;
+            skin += u32::from(is_skin(
+                img.px[o] as f32,
+                img.px[o + 1] as f32,
+                img.px[o + 2] as f32,
+            ));
+        }
+    }
+    skin as f32 / n.max(1) as f32
 }
 
 /// Fraction of foreground pixels of `mask` (ROI-sized) within `r` of `(cx, cy)` (working
@@ -119,6 +232,61 @@ mod tests {
         (0..ROI.rw * ROI.rh)
             .map(|i| u8::from(set(i % ROI.rw, i / ROI.rw)))
             .collect()
+    }
+
+    #[test]
+    fn a_stick_does_not_fill_a_ring_and_a_ball_does() {
+        // A disc of radius 6 at (20, 15) and a bar 6 px wide through (20, 15).
+        let disc = mask(|x, y| (x as f32 - 20.0).powi(2) + (y as f32 - 15.0).powi(2) <= 36.0);
+        let bar = mask(|_, y| (12..=18).contains(&y));
+        let ring = (0.6 * 6.0, 0.85 * 6.0);
+        assert!(ring_coverage(&disc, ROI, 120.0, 65.0, ring) >= RING_MIN);
+        assert!(ring_coverage(&bar, ROI, 120.0, 65.0, ring) < RING_MIN);
+    }
+
+    #[test]
+    fn skin_is_told_from_ball_colours() {
+        // Light, medium and dark skin (BGR).
+        for skin in [
+            [150.0, 175.0, 225.0],
+            [110.0, 140.0, 205.0],
+            [60.0, 85.0, 130.0],
+        ] {
+            assert!(is_skin(skin[0], skin[1], skin[2]), "{skin:?}");
+        }
+        // Ball colours of both renderers, white and cloths are not.
+        for not in [
+            [0.0, 190.0, 244.0],
+            [10.0, 106.0, 248.0],
+            [25.0, 115.0, 245.0],
+            [34.0, 30.0, 206.0],
+            [34.0, 26.0, 124.0],
+            [228.0, 238.0, 240.0],
+            [22.0, 20.0, 20.0],
+            [58.0, 112.0, 24.0],
+            [92.0, 140.0, 176.0],
+        ] {
+            assert!(!is_skin(not[0], not[1], not[2]), "{not:?}");
+        }
+    }
+
+    #[test]
+    fn skin_fraction_counts_the_disc() {
+        let (w, h) = (20usize, 20usize);
+        let mut px = vec![0u8; w * h * 3];
+        for i in 0..w * h {
+            let c: [u8; 3] = if i % w < 10 {
+                [110, 140, 205]
+            } else {
+                [58, 112, 24]
+            };
+            px[i * 3..i * 3 + 3].copy_from_slice(&c);
+        }
+        let img = Image { px: &px, w, h };
+        assert!(skin_fraction(img, 4.0, 10.0, 3.0) > 0.99);
+        assert!(skin_fraction(img, 15.0, 10.0, 3.0) < 0.01);
+        let half = skin_fraction(img, 9.5, 10.0, 4.0);
+        assert!((0.4..0.6).contains(&half), "{half}");
     }
 
     #[test]
