@@ -325,6 +325,9 @@ mod tests {
         assert!(d.pocketed.is_empty() && d.shot.is_none());
         let moving: Motion = serde_json::from_str("\"moving\"").unwrap();
         assert_eq!(moving, Motion::Moving);
+    }
+
+    #[test]
     fn cue_is_null_when_absent_and_old_records_parse() {
         let old = r#"{"frame_number": 1, "capture_ts_ns": 0, "processed_ts_ns": 0,
             "table": {"corners": []}, "balls": []}"#;
