@@ -8,15 +8,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use shm_core::{PublishMeta, Writer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -348,45 +344,12 @@ async fn websocket_clients_count_towards_max_clients() {
 }
 
 /// A detections writer publishing `size`-byte results at `hz`, so sockets fill quickly.
-struct BigDetections {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<u64>>,
-}
-
-impl BigDetections {
-    fn start(seg: &Segment, hz: u64, size: usize) -> BigDetections {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let (loc, spec) = (seg.loc.clone(), seg.spec);
-        let thread = std::thread::spawn(move || {
-            let mut w = Writer::open(&loc, &spec).unwrap();
-            let mut n = 0u64;
-            while !stop2.load(Relaxed) {
-                n += 1;
-                let now = shm_core::monotonic_ns();
-                let mut v: Value = serde_json::from_str(&detections_json(n, now)).unwrap();
-                // Unknown keys are ignored by readers; this one only makes the result big.
-                v["padding"] = Value::String("p".repeat(size));
-                w.publish(v.to_string().as_bytes(), PublishMeta::bytes(now))
-                    .unwrap();
-                std::thread::sleep(Duration::from_micros(1_000_000 / hz));
-            }
-            n
-        });
-        BigDetections {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for BigDetections {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn big_detections(seg: &Segment, hz: u64, size: usize) -> DetectionsFeed {
+    let padding = Value::String("p".repeat(size));
+    DetectionsFeed::with(seg, Duration::from_micros(1_000_000 / hz), move |_, v| {
+        // Unknown keys are ignored by readers; this one only makes the result big.
+        v["padding"] = padding.clone();
+    })
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -429,7 +392,7 @@ async fn a_client_that_never_reads_costs_nothing_and_is_closed() {
     let rig = rig(|_| {}, false);
     let addr = rig.server.addr;
     // 100 results a second of 60 kB: a socket nobody reads is full within a second or two.
-    let big = BigDetections::start(&rig.det, 100, 60_000);
+    let big = big_detections(&rig.det, 100, 60_000);
     let stuck = never_reading_client(addr);
     let mut good = connect(addr, "").await.unwrap();
     collect(&mut good, Duration::from_secs(3)).await;
@@ -475,7 +438,7 @@ async fn a_client_that_never_reads_costs_nothing_and_is_closed() {
 async fn a_slow_reader_gets_the_newest_results_and_its_drops_are_counted() {
     let rig = rig(|_| {}, false);
     let addr = rig.server.addr;
-    let _big = BigDetections::start(&rig.det, 100, 30_000);
+    let _big = big_detections(&rig.det, 100, 30_000);
     let mut slow = connect(addr, "").await.unwrap();
     // Read one message every 100 ms: the server has 10 times more than this client takes.
     let end = Instant::now() + Duration::from_secs(10);

@@ -5,22 +5,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use shm_core::{PublishMeta, Writer};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Publishes a result every 50 ms; records 20-39 carry shot 1, records 60-79 shot 2.
-struct ShotFeed {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
 
 fn shot(id: u64, start: u64) -> Value {
     json!({"id": id, "start_frame": start, "end_frame": start + 45, "start_unix_s": 1.7e9,
@@ -28,42 +18,13 @@ fn shot(id: u64, start: u64) -> Value {
            "cue_ball_first_hit": 3})
 }
 
-impl ShotFeed {
-    fn start(seg: &Segment) -> ShotFeed {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let (loc, spec) = (seg.loc.clone(), seg.spec);
-        let thread = std::thread::spawn(move || {
-            let mut w = Writer::open(&loc, &spec).unwrap();
-            let mut n = 0u64;
-            while !stop2.load(Relaxed) {
-                n += 1;
-                let now = shm_core::monotonic_ns();
-                let mut v: Value = serde_json::from_str(&detections_json(n, now)).unwrap();
-                match n {
-                    20..=39 => v["shot"] = shot(1, 2),
-                    60..=79 => v["shot"] = shot(2, 50),
-                    _ => {}
-                }
-                w.publish(v.to_string().as_bytes(), PublishMeta::bytes(now))
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        ShotFeed {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ShotFeed {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Publishes a result every 50 ms; records 20-39 carry shot 1, records 60-79 shot 2.
+fn shot_feed(seg: &Segment) -> DetectionsFeed {
+    DetectionsFeed::with(seg, Duration::from_millis(50), |n, v| match n {
+        20..=39 => v["shot"] = shot(1, 2),
+        60..=79 => v["shot"] = shot(2, 50),
+        _ => {}
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +52,7 @@ async fn shots_are_served_once_newest_first_and_pushed() {
     .await
     .expect("handshake within 20 s")
     .unwrap();
-    let shots_feed = ShotFeed::start(&det);
+    let shots_feed = shot_feed(&det);
 
     // Both shots are pushed, each once, as they are announced.
     let mut pushed = Vec::new();

@@ -563,7 +563,8 @@ pub fn jpeg_size(jpeg: &[u8]) -> (i32, i32) {
     (m.cols(), m.rows())
 }
 
-/// A detections writer publishing `json(n)` every 100 ms with a fresh capture time.
+/// A detections writer publishing `detections_json(n)` with a fresh capture time, every 100 ms
+/// unless started with [`DetectionsFeed::with`].
 pub struct DetectionsFeed {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -571,6 +572,15 @@ pub struct DetectionsFeed {
 
 impl DetectionsFeed {
     pub fn start(seg: &Segment) -> DetectionsFeed {
+        DetectionsFeed::with(seg, Duration::from_millis(100), |_, _| {})
+    }
+
+    /// Publishes every `period`, after `edit(n, &mut record)` has changed record `n`.
+    pub fn with(
+        seg: &Segment,
+        period: Duration,
+        mut edit: impl FnMut(u64, &mut serde_json::Value) + Send + 'static,
+    ) -> DetectionsFeed {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let (loc, spec) = (seg.loc.clone(), seg.spec);
@@ -580,9 +590,12 @@ impl DetectionsFeed {
             while !stop2.load(Relaxed) {
                 n += 1;
                 let now = shm_core::monotonic_ns();
-                let json = detections_json(n, now);
-                w.publish(json.as_bytes(), PublishMeta::bytes(now)).unwrap();
-                std::thread::sleep(Duration::from_millis(100));
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&detections_json(n, now)).unwrap();
+                edit(n, &mut v);
+                w.publish(v.to_string().as_bytes(), PublishMeta::bytes(now))
+                    .unwrap();
+                std::thread::sleep(period);
             }
         });
         DetectionsFeed {
