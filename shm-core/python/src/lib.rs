@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -301,6 +301,128 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Waits for the newest unread frame and holds it in place: the slot's read-only array
+    /// (made once per slot and layout, see [`SlotArray`]) and the hold.
+    fn hold_slot(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Duration>,
+    ) -> PyResult<Option<(Py<PyAny>, HeldFrame)>> {
+        let Some(held) = self.blocking(py, timeout, |r| r.hold_latest())? else {
+            return Ok(None);
+        };
+        let (shape, strides) = geometry(held.meta());
+        let addr = held.view().as_ptr() as usize;
+        if let Some(a) = lock(&self.slot_arrays)
+            .iter()
+            .find(|a| a.addr == addr && a.shape == shape && a.strides == strides)
+        {
+            return Ok(Some((a.array.clone_ref(py), held)));
+        }
+        let base = HeldBuffer {
+            held: held.clone(),
+            shape: shape.clone(),
+            strides: strides.clone(),
+        };
+        let asarray = ASARRAY.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("numpy")?.getattr("asarray")?.unbind())
+        })?;
+        // numpy runs Python code (it may let another thread take the GIL): the cache is not
+        // locked meanwhile, so that thread cannot block on it while holding the GIL.
+        let array = asarray.bind(py).call1((base,))?.unbind();
+        let mut cache = lock(&self.slot_arrays);
+        // A slot whose frame layout changed replaces its old array.
+        cache.retain(|a| a.addr != addr);
+        cache.push(SlotArray {
+            addr,
+            shape,
+            strides,
+            array: array.clone_ref(py),
+        });
+        Ok(Some((array, held)))
+    }
+
+    /// Ends a hold: whether the slot was left intact (the frame counts as read).
+    fn release_slot(&self, py: Python<'_>, held: &HeldFrame) -> bool {
+        py.allow_threads(|| match lock(&self.inner).as_mut() {
+            Some(r) => matches!(r.release(held), ZeroCopy::Intact { .. }),
+            None => held.is_intact(),
+        })
+    }
+}
+
+/// A zero-copy read as a context manager: `with reader.view(t) as (arr, meta): ...`.
+///
+/// It lives in Rust because it runs once per frame in every zero-copy reader: each Python
+/// call frame it saves is memory a freshly woken reader touches with cold caches.
+#[pyclass(module = "billiards_shm._native")]
+struct FrameView {
+    reader: Py<Reader>,
+    timeout: Option<Duration>,
+    /// The timeout as given, for the error message.
+    timeout_s: f64,
+    held: Option<HeldFrame>,
+    meta: Option<Py<PyDict>>,
+}
+
+#[pymethods]
+impl FrameView {
+    /// Waits for the next frame: `(arr, meta)`, or TimeoutError.
+    fn __enter__<'py>(&mut self, py: Python<'py>) -> PyResult<(Py<PyAny>, Py<PyDict>)> {
+        if self.held.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "this view is already open; call consumer.view() again",
+            ));
+        }
+        let reader = self.reader.get();
+        let Some((array, held)) = reader.hold_slot(py, self.timeout)? else {
+            return Err(PyTimeoutError::new_err(format!(
+                "no new frame in segment {} within {} s",
+                reader.loc.name(),
+                self.timeout_s
+            )));
+        };
+        let meta = meta_dict(py, held.meta())?.unbind();
+        self.held = Some(held);
+        self.meta = Some(meta.clone_ref(py));
+        Ok((array, meta))
+    }
+
+    /// Ends the read; raises FrameOverwritten when the writer lapped the block (unless the
+    /// block already raised). Never suppresses the block's exception.
+    #[pyo3(signature = (exc_type = None, _exc = None, _tb = None))]
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let Some(held) = self.held.take() else {
+            return Ok(false);
+        };
+        let reader = self.reader.get();
+        let intact = reader.release_slot(py, &held);
+        if !intact && exc_type.is_none_or(|t| t.is_none()) {
+            return Err(FrameOverwritten::new_err(format!(
+                "frame {} of segment {} was overwritten by the writer while the view was \
+                 open; discard what was computed from it (keep the block shorter than a frame \
+                 period or two, or use wait_frame() for a private copy)",
+                held.meta().frame_number,
+                reader.loc.name()
+            )));
+        }
+        Ok(false)
+    }
+
+    /// The metadata of the frame of the last `__enter__` (None before it).
+    #[getter]
+    fn meta(&self, py: Python<'_>) -> Option<Py<PyDict>> {
+        self.meta.as_ref().map(|m| m.clone_ref(py))
+    }
+}
+
 #[pymethods]
 impl Reader {
     /// A reader of segment `segment` (looked for in /dev/shm, then in `fallback_dir`), shown
@@ -444,46 +566,14 @@ impl Reader {
     /// Holds the newest unread frame in place for a zero-copy read, waiting up to `timeout`
     /// seconds (0: do not wait). Returns `(array, held, meta)` or None: `array` is the
     /// read-only ndarray over the slot (the same object for every frame of that slot), `held`
-    /// the token to pass to `release(held)`.
+    /// the token to pass to `release(held)`. `view()` is the same read in one object.
     fn hold<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Held<'py>>> {
         let t = timeout_arg(timeout)?;
-        let got = self.blocking(py, t, |r| r.hold_latest())?;
-        let Some(held) = got else {
+        let Some((array, held)) = self.hold_slot(py, t)? else {
             return Ok(None);
         };
         let meta = *held.meta();
         let (shape, strides) = geometry(&meta);
-        let addr = held.view().as_ptr() as usize;
-        let array = {
-            let mut cache = lock(&self.slot_arrays);
-            let found = cache
-                .iter()
-                .find(|a| a.addr == addr && a.shape == shape && a.strides == strides)
-                .map(|a| a.array.clone_ref(py));
-            match found {
-                Some(a) => a,
-                None => {
-                    let base = HeldBuffer {
-                        held: held.clone(),
-                        shape: shape.clone(),
-                        strides: strides.clone(),
-                    };
-                    let asarray = ASARRAY.get_or_try_init(py, || {
-                        Ok::<_, PyErr>(py.import("numpy")?.getattr("asarray")?.unbind())
-                    })?;
-                    let array = asarray.bind(py).call1((base,))?.unbind();
-                    // A slot whose frame layout changed replaces its old array.
-                    cache.retain(|a| a.addr != addr);
-                    cache.push(SlotArray {
-                        addr,
-                        shape: shape.clone(),
-                        strides: strides.clone(),
-                        array: array.clone_ref(py),
-                    });
-                    array
-                }
-            }
-        };
         Ok(Some((
             array,
             HeldBuffer {
@@ -498,10 +588,18 @@ impl Reader {
     /// Ends a zero-copy read: True when the writer did not touch the slot meanwhile (the
     /// frame counts as read), False when it was overwritten (the frame counts as missed).
     fn release(&self, py: Python<'_>, held: &HeldBuffer) -> bool {
-        let h = held.held.clone();
-        py.allow_threads(|| match lock(&self.inner).as_mut() {
-            Some(r) => matches!(r.release(&h), ZeroCopy::Intact { .. }),
-            None => h.is_intact(),
+        self.release_slot(py, &held.held)
+    }
+
+    /// A zero-copy read as a context manager (see [`FrameView`]): entering waits up to
+    /// `timeout` seconds (`inf`: forever) for a new frame.
+    fn view(slf: Py<Self>, timeout: f64) -> PyResult<FrameView> {
+        Ok(FrameView {
+            reader: slf,
+            timeout: timeout_arg(timeout)?,
+            timeout_s: timeout,
+            held: None,
+            meta: None,
         })
     }
 
@@ -573,6 +671,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Reader>()?;
     m.add_class::<FrameBuffer>()?;
     m.add_class::<HeldBuffer>()?;
+    m.add_class::<FrameView>()?;
     m.add_function(wrap_pyfunction!(load_config, m)?)?;
     m.add_function(wrap_pyfunction!(default_fallback_dir, m)?)?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;

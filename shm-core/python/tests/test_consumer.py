@@ -254,6 +254,36 @@ def test_frame_overwritten_when_the_block_outlives_the_slot(video_worker, segmen
         assert stamp(arr.reshape(-1), True) == meta["frame_number"]
 
 
+def test_a_views_own_error_wins_and_a_view_is_entered_once(video_worker, segment_name,
+                                                             fallback_dir):
+    video_worker(width=320, height=240, fps=30, slots=2)
+    c = consumer(segment_name, fallback_dir, name="raising").start()
+    # The block's own exception comes out, not FrameOverwritten, even if the slot was lapped.
+    with pytest.raises(KeyError, match="model failed"):
+        with c.view(timeout=5.0) as (arr, meta):
+            n = meta["frame_number"]
+            wait_until(lambda: c.info()["latest_frame"] >= n + 3, 30, "the writer to lap")
+            raise KeyError("model failed")
+    v = c.view(timeout=5.0)
+    with v as (arr, meta):
+        assert v.meta is meta
+        with pytest.raises(RuntimeError, match="already open"):
+            v.__enter__()
+    # Leaving twice is harmless.
+    assert v.__exit__(None, None, None) is False
+    # With no wait, a view right after the newest frame was read times out, naming the
+    # segment (a frame may arrive in between: try again then).
+    for _ in range(50):
+        try:
+            with c.view(timeout=0.0):
+                pass
+        except TimeoutError as e:
+            assert segment_name in str(e)
+            break
+    else:
+        pytest.fail("view(timeout=0) never timed out at 30 fps")
+
+
 def test_waits_release_the_gil(video_worker, segment_name, fallback_dir):
     writer, _ = video_worker(width=320, height=240)
     c = consumer(segment_name, fallback_dir, name="gil").start()

@@ -26,6 +26,7 @@ from . import _native
 from ._native import (
     ConfigError,
     FrameOverwritten,
+    FrameView,
     ShmError,
     VideoModuleNotAvailableError,
 )
@@ -203,42 +204,7 @@ class VideoConsumer(_Consumer):
         but its bytes are only the frame inside the block; copy what you keep. The array is
         the slot itself: a later view of a frame in the same slot may be the same object.
         """
-        return FrameView(self, timeout)
-
-
-class FrameView:
-    """The context manager returned by :meth:`VideoConsumer.view`."""
-
-    def __init__(self, consumer: VideoConsumer, timeout: Optional[float]) -> None:
-        self._consumer = consumer
-        self._timeout = timeout
-        self._held: Any = None
-        self.meta: Optional[Meta] = None
-
-    def __enter__(self) -> Tuple[np.ndarray, Meta]:
-        if self._held is not None:
-            raise RuntimeError("this view is already open; call consumer.view() again")
-        got = self._consumer._reader.hold(_timeout(self._timeout))
-        if got is None:
-            raise TimeoutError(
-                f"no new frame in segment {self._consumer.shm_name} within {self._timeout} s"
-            )
-        arr, self._held, self.meta = got
-        return arr, self.meta
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        held, self._held = self._held, None
-        if held is None:
-            return False
-        intact = self._consumer._reader.release(held)
-        if not intact and exc_type is None:
-            raise FrameOverwritten(
-                f"frame {held.frame_number} of segment {self._consumer.shm_name} was "
-                "overwritten by the writer while the view was open; discard what was "
-                "computed from it (keep the block shorter than a frame period or two, "
-                "or use wait_frame() for a private copy)"
-            )
-        return False
+        return self._reader.view(_timeout(timeout))
 
 
 class DetectionsConsumer(_Consumer):
