@@ -24,6 +24,20 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// Copy attempts in `read_latest` before giving up for this call (the writer lapped us).
 const COPY_ATTEMPTS: usize = 4;
 
+/// What [`Reader::peek_latest`] saw.
+pub(super) enum Peek {
+    /// No frame newer than the last one read.
+    Nothing,
+    /// The writer was rewriting the header of frame `frame_number`'s slot.
+    Torn { frame_number: u64 },
+    /// The newest frame: its slot, the slot's sequence when the header was read, the header.
+    Frame {
+        slot: usize,
+        seq: u64,
+        meta: FrameMeta,
+    },
+}
+
 /// How often [`Reader::follow_replaced`] looks whether the segment's name refers to a new
 /// segment: the one policy of every reader that outlives its writer. A reader shows the old,
 /// dead segment at most this long (plus the wait that timed out) after a new one is ready;
@@ -400,29 +414,17 @@ impl Reader {
     /// torn frame is never returned.
     pub fn read_latest(&mut self, buf: &mut Vec<u8>) -> Result<Option<FrameMeta>, ReadError> {
         for _ in 0..COPY_ATTEMPTS {
-            let latest = self.latest();
-            if latest == 0 || latest == self.last_seen {
-                return Ok(None);
-            }
-            let slot = self.map.geometry().slot_of(latest);
-            let sm = self.map.slot_meta(slot);
-            let Some(s) = sys::seq_read_begin(sm) else {
-                self.torn();
-                continue;
+            let (slot, seq, meta) = match self.peek_latest()? {
+                Peek::Nothing => return Ok(None),
+                Peek::Torn { .. } => {
+                    self.torn();
+                    continue;
+                }
+                Peek::Frame { slot, seq, meta } => (slot, seq, meta),
             };
-            let raw_format = sm.format.load(Ordering::Relaxed);
-            let Some(meta) = read_meta(sm, latest) else {
-                self.torn();
-                continue;
-            };
-            if !sys::seq_read_validate(sm, s) {
-                self.torn();
-                continue;
-            }
-            self.validate_meta(&meta, raw_format)?;
             sys::size_frame_buffer(buf, meta.len);
             self.map.copy_slot(slot, buf);
-            if !sys::seq_read_validate(self.map.slot_meta(slot), s) {
+            if !sys::seq_read_validate(self.map.slot_meta(slot), seq) {
                 self.torn();
                 continue;
             }
@@ -432,39 +434,52 @@ impl Reader {
         Ok(None)
     }
 
+    /// One look at the newest unread frame's header under its slot's seqlock: nothing new, a
+    /// header torn by the writer (the caller counts it and may look again), or the frame's slot,
+    /// sequence and validated metadata. The payload is the caller's to read and validate.
+    pub(super) fn peek_latest(&mut self) -> Result<Peek, ReadError> {
+        let latest = self.latest();
+        if latest == 0 || latest == self.last_seen {
+            return Ok(Peek::Nothing);
+        }
+        let slot = self.map.geometry().slot_of(latest);
+        let sm = self.map.slot_meta(slot);
+        let header = sys::seq_read_begin(sm).and_then(|seq| {
+            let raw_format = sm.format.load(Ordering::Relaxed);
+            let meta = read_meta(sm, latest)?;
+            sys::seq_read_validate(sm, seq).then_some((seq, meta, raw_format))
+        });
+        let Some((seq, meta, raw_format)) = header else {
+            return Ok(Peek::Torn {
+                frame_number: latest,
+            });
+        };
+        self.validate_meta(&meta, raw_format)?;
+        Ok(Peek::Frame { slot, seq, meta })
+    }
+
     /// Zero-copy read of the newest frame: `f` sees the slot in place, then the slot's sequence
     /// is checked. `Ok(None)` when nothing new is there.
     pub fn read_zero_copy<R>(
         &mut self,
         f: impl FnOnce(&FrameView<'_>) -> R,
     ) -> Result<Option<ZeroCopy<R>>, ReadError> {
-        let latest = self.latest();
-        if latest == 0 || latest == self.last_seen {
-            return Ok(None);
-        }
-        let slot = self.map.geometry().slot_of(latest);
-        let sm = self.map.slot_meta(slot);
-        let lost = |r: &mut Reader| {
-            r.lost(latest);
-            Ok(Some(ZeroCopy::Overwritten {
-                frame_number: latest,
-            }))
+        let (slot, s, meta) = match self.peek_latest()? {
+            Peek::Nothing => return Ok(None),
+            Peek::Frame { slot, seq, meta } => (slot, seq, meta),
+            Peek::Torn { frame_number } => {
+                // One look only: a torn header here means the writer is on this slot now.
+                self.lost(frame_number);
+                return Ok(Some(ZeroCopy::Overwritten { frame_number }));
+            }
         };
-        let Some(s) = sys::seq_read_begin(sm) else {
-            return lost(self);
-        };
-        let raw_format = sm.format.load(Ordering::Relaxed);
-        let Some(meta) = read_meta(sm, latest) else {
-            return lost(self);
-        };
-        if !sys::seq_read_validate(sm, s) {
-            return lost(self);
-        }
-        self.validate_meta(&meta, raw_format)?;
         let now = sys::monotonic_ns();
         let value = f(&self.map.view(slot, meta.len, meta));
         if !sys::seq_read_validate(self.map.slot_meta(slot), s) {
-            return lost(self);
+            self.lost(meta.frame_number);
+            return Ok(Some(ZeroCopy::Overwritten {
+                frame_number: meta.frame_number,
+            }));
         }
         self.delivered(&meta, now);
         Ok(Some(ZeroCopy::Intact { meta, value }))

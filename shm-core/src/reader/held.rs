@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{read_meta, Reader, COPY_ATTEMPTS};
-use crate::sys::{self, FrameView, Mapping, Ordering};
+use super::{Peek, Reader, COPY_ATTEMPTS};
+use crate::sys::{self, FrameView, Mapping};
 use crate::{FrameMeta, ReadError, ZeroCopy};
 
 /// A frame looked at in place, from [`Reader::hold_latest`] until [`Reader::release`].
@@ -60,26 +60,14 @@ impl Reader {
     /// at release.
     pub fn hold_latest(&mut self) -> Result<Option<HeldFrame>, ReadError> {
         for _ in 0..COPY_ATTEMPTS {
-            let latest = self.latest();
-            if latest == 0 || latest == self.last_seen {
-                return Ok(None);
-            }
-            let slot = self.map.geometry().slot_of(latest);
-            let sm = self.map.slot_meta(slot);
-            let Some(seq) = sys::seq_read_begin(sm) else {
-                self.torn();
-                continue;
+            let (slot, seq, meta) = match self.peek_latest()? {
+                Peek::Nothing => return Ok(None),
+                Peek::Torn { .. } => {
+                    self.torn();
+                    continue;
+                }
+                Peek::Frame { slot, seq, meta } => (slot, seq, meta),
             };
-            let raw_format = sm.format.load(Ordering::Relaxed);
-            let Some(meta) = read_meta(sm, latest) else {
-                self.torn();
-                continue;
-            };
-            if !sys::seq_read_validate(sm, seq) {
-                self.torn();
-                continue;
-            }
-            self.validate_meta(&meta, raw_format)?;
             return Ok(Some(HeldFrame {
                 map: Arc::clone(&self.map),
                 slot,
