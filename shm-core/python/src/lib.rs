@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -71,9 +72,30 @@ static ASARRAY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 /// wake-up. Its base (a [`HeldBuffer`]) owns a reference to the mapping.
 struct SlotArray {
     addr: usize,
-    shape: Vec<usize>,
-    strides: Option<Vec<usize>>,
+    layout: Layout,
     array: Py<PyAny>,
+}
+
+/// What decides an array's shape and strides (compared per frame without allocating).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    width: u32,
+    height: u32,
+    stride: u32,
+    len: usize,
+    format: PixelFormat,
+}
+
+impl Layout {
+    fn of(m: &FrameMeta) -> Layout {
+        Layout {
+            width: m.width,
+            height: m.height,
+            stride: m.stride,
+            len: m.len,
+            format: m.format,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,13 +134,14 @@ fn geometry(meta: &FrameMeta) -> (Vec<usize>, Option<Vec<usize>>) {
 }
 
 fn meta_dict<'py>(py: Python<'py>, m: &FrameMeta) -> PyResult<Bound<'py, PyDict>> {
+    // Interned keys: made and hashed once, not for every frame of every reader.
     let d = PyDict::new(py);
-    d.set_item("frame_number", m.frame_number)?;
-    d.set_item("capture_ns", m.capture_ns)?;
-    d.set_item("publish_ns", m.publish_ns)?;
-    d.set_item("width", m.width)?;
-    d.set_item("height", m.height)?;
-    d.set_item("writer_generation", m.writer_generation)?;
+    d.set_item(intern!(py, "frame_number"), m.frame_number)?;
+    d.set_item(intern!(py, "capture_ns"), m.capture_ns)?;
+    d.set_item(intern!(py, "publish_ns"), m.publish_ns)?;
+    d.set_item(intern!(py, "width"), m.width)?;
+    d.set_item(intern!(py, "height"), m.height)?;
+    d.set_item(intern!(py, "writer_generation"), m.writer_generation)?;
     Ok(d)
 }
 
@@ -312,14 +335,15 @@ impl Reader {
         let Some(held) = self.blocking(py, timeout, |r| r.hold_latest())? else {
             return Ok(None);
         };
-        let (shape, strides) = geometry(held.meta());
+        let layout = Layout::of(held.meta());
         let addr = held.view().as_ptr() as usize;
         if let Some(a) = lock(&self.slot_arrays)
             .iter()
-            .find(|a| a.addr == addr && a.shape == shape && a.strides == strides)
+            .find(|a| a.addr == addr && a.layout == layout)
         {
             return Ok(Some((a.array.clone_ref(py), held)));
         }
+        let (shape, strides) = geometry(held.meta());
         let base = HeldBuffer {
             held: held.clone(),
             shape: shape.clone(),
@@ -336,8 +360,7 @@ impl Reader {
         cache.retain(|a| a.addr != addr);
         cache.push(SlotArray {
             addr,
-            shape,
-            strides,
+            layout,
             array: array.clone_ref(py),
         });
         Ok(Some((array, held)))

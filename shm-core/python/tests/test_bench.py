@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import binary
@@ -40,3 +41,23 @@ def test_polling_baseline_prints_the_same_fields():
                      "--readers", "2"])
     assert set(poll) == set(rust)
     assert poll["mode"] == "polling-copy" and poll["frames_received"] > 0
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_the_bench_checker_sees_a_torn_frame(cache):
+    from billiards_shm.bench import _Checker, _fill_byte
+
+    n = 41
+    frame = np.full((6, 10, 3), _fill_byte(n), dtype=np.uint8)
+    flat = frame.reshape(-1)
+    flat[:8] = np.frombuffer(n.to_bytes(8, "little"), dtype=np.uint8)
+    flat[-8:] = np.frombuffer(n.to_bytes(8, "little"), dtype=np.uint8)
+    check = _Checker(pattern=True, cache=cache)
+    assert check.intact(frame, n)
+    assert not check.intact(frame, n + 1), "a stamp of another frame"
+    flat[-8:] = np.frombuffer((n + 4).to_bytes(8, "little"), dtype=np.uint8)
+    assert not check.intact(frame, n), "the end stamp of a newer frame"
+    flat[-8:] = np.frombuffer(n.to_bytes(8, "little"), dtype=np.uint8)
+    flat[flat.shape[0] // 2] = _fill_byte(n + 1)
+    assert not check.intact(frame, n), "a fill byte of another frame in the middle"
+    assert _Checker(pattern=False, cache=cache).intact(frame, n), "stamps only"

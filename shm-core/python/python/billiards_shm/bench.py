@@ -51,7 +51,7 @@ class _Checker:
     frame. The views it reads through are made once per array: a zero-copy array is the
     slot itself and comes back for every frame in that slot, so checking a frame costs a
     few element reads, not a dozen new numpy objects (which would be the benchmark's cost,
-    not the package's)."""
+    not the package's). Elements are read with ``item`` (a Python int, no numpy scalar)."""
 
     def __init__(self, pattern: bool, cache: bool) -> None:
         self.pattern = pattern
@@ -60,24 +60,26 @@ class _Checker:
         self.views: dict = {}
 
     def intact(self, arr, n: int) -> bool:
-        key = id(arr)
-        got = self.views.get(key)
+        got = self.views.get(id(arr))
         if got is None or got[0] is not arr:
             flat = arr.reshape(-1)
             length = flat.shape[0]
-            head = flat[:8].view("<u8")
-            tail = flat[length - 8 :].view("<u8")
-            marks = [length * k // 4 for k in (1, 2, 3)]
-            got = (arr, flat, head, tail, marks)
+            got = (
+                arr,
+                flat[:8].view("<u8").item,
+                flat[length - 8 :].view("<u8").item,
+                flat.item,
+                [length * k // 4 for k in (1, 2, 3)],
+            )
             if self.cache and len(self.views) < 64:
-                self.views[key] = got
-        _, flat, head, tail, marks = got
-        if head[0] != n or tail[0] != n:
+                self.views[id(arr)] = got
+        _, head, tail, item, marks = got
+        if head(0) != n or tail(0) != n:
             return False
         if not self.pattern:
             return True
         want = _fill_byte(n)
-        return flat[marks[0]] == want and flat[marks[1]] == want and flat[marks[2]] == want
+        return item(marks[0]) == want and item(marks[1]) == want and item(marks[2]) == want
 
 
 def _reader(args: argparse.Namespace) -> int:
@@ -90,54 +92,54 @@ def _reader(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"bad window line {line!r}; expected \"T0 T1\"", file=sys.stderr)
         return 1
-    checker = _Checker(args.check == "pattern", cache=args.mode != "copy")
+    intact = _Checker(args.check == "pattern", cache=args.mode != "copy").intact
     now_ns = _native.monotonic_ns
     cpu_ns = _native.process_cpu_ns
-    latencies: List[int] = []
-    received = torn = max_frame = 0
-    generations = set()
+    # One tuple per frame (publish_ns, latency_ns, frame_number, writer_generation, intact),
+    # judged after the run: the loop does as little as a lean consumer would, because with
+    # many readers on few cores each reader's per-frame work delays the others' wake-ups.
+    seen: List[tuple] = []
+    record = seen.append
     cpu0: Optional[int] = None
     cpu1: Optional[int] = None
+    end = t1 + 300_000_000
+    copy = args.mode == "copy"
+    view = consumer.view
+    wait_frame = consumer.wait_frame
     while True:
-        now = now_ns()
-        if now >= t0 and cpu0 is None:
-            cpu0 = cpu_ns()
-        if now >= t1 and cpu1 is None:
-            cpu1 = cpu_ns()
-        if now >= t1 + 300_000_000:
-            break
         try:
-            if args.mode == "copy":
-                frame, meta = consumer.wait_frame(timeout=0.1)
+            if copy:
+                frame, meta = wait_frame(timeout=0.1)
                 lat = now_ns() - meta["publish_ns"]
-                ok = checker.intact(frame, meta["frame_number"])
+                ok = intact(frame, meta["frame_number"])
             else:
-                with consumer.view(timeout=0.1) as (arr, meta):
+                with view(timeout=0.1) as (arr, meta):
                     lat = now_ns() - meta["publish_ns"]
-                    ok = checker.intact(arr, meta["frame_number"])
+                    ok = intact(arr, meta["frame_number"])
+            record((meta["publish_ns"], lat, meta["frame_number"], meta["writer_generation"], ok))
         except (TimeoutError, FrameOverwritten):
-            continue
-        n = meta["frame_number"]
-        generations.add(meta["writer_generation"])
-        max_frame = max(max_frame, n)
-        if not ok:
-            torn += 1
-        if t0 <= meta["publish_ns"] < t1:
-            received += 1
-            latencies.append(lat)
+            pass
+        now = now_ns()
+        if cpu0 is None and now >= t0:
+            cpu0 = cpu_ns()
+        if cpu1 is None and now >= t1:
+            cpu1 = cpu_ns()
+        if now >= end:
+            break
     window_s = (t1 - t0) / 1e9
     cpu_pct = max(0, (cpu1 or 0) - (cpu0 or 0)) / 1e9 / window_s * 100.0
     stats = consumer.stats()
     consumer.stop()
+    latencies = [lat for publish, lat, _, _, _ in seen if t0 <= publish < t1]
     out = {
         "name": args.name,
-        "received": received,
-        "torn": torn,
+        "received": len(latencies),
+        "torn": sum(1 for s in seen if not s[4]),
         "frames_read": stats["frames_read"],
         "frames_missed": stats["frames_missed"],
         "torn_retries": stats["torn_retries"],
-        "max_frame": max_frame,
-        "generations": sorted(generations),
+        "max_frame": max((s[2] for s in seen), default=0),
+        "generations": sorted({s[3] for s in seen}),
         "cpu_pct": cpu_pct,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "latencies_ns": latencies,
