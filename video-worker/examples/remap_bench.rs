@@ -1,12 +1,14 @@
 //! Time of the undistortion remap per frame, as the video worker runs it (fixed-point
-//! `CV_16SC2` maps, bilinear, into a buffer through a matrix header), at 720p and 1080p.
+//! `CV_16SC2` maps, bilinear, into a buffer), at 720p and 1080p, with each kernel: OpenCV's
+//! `remap` (through a matrix header over the buffer) and ours (AVX2, where the CPU has it).
 //!
 //! `cargo run -p billiards-video-worker --release --example remap_bench -- [FRAMES] [THREADS]`
-//! THREADS: OpenCV's thread count (default: OpenCV's own choice, one per core).
+//! THREADS: OpenCV's thread count (default: OpenCV's own choice, one per core); our kernel
+//! runs on one thread.
 
 use std::time::Instant;
 
-use billiards_video_worker::calibration::{Calibration, Remapper};
+use billiards_video_worker::calibration::{Calibration, Kernel, Remapper};
 use billiards_video_worker::synthetic::{Scene, SceneParams};
 use config::{CalibrationConfig, Framing, LensModel, SourceConfig};
 use opencv::core::Mat;
@@ -44,41 +46,48 @@ fn main() -> anyhow::Result<()> {
             (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64
         );
         for framing in [Framing::Same, Framing::All] {
-            let t = Instant::now();
-            let mut remap = Remapper::undistort(
-                &cal,
-                &CalibrationConfig {
-                    file: "bench".into(),
-                    model: LensModel::Pinhole,
-                    framing,
-                },
-            )?;
-            let maps_ms = t.elapsed().as_secs_f64() * 1e3;
-            let mut dst = vec![0u8; (w * h * 3) as usize];
-            for _ in 0..10 {
-                remap
-                    .remap_into(&src, &mut dst)
-                    .map_err(anyhow::Error::msg)?;
+            for kernel in [Kernel::OpenCv, Kernel::Avx2] {
+                if !kernel.available() {
+                    println!("{w}x{h} framing {framing}: kernel {kernel}: not on this CPU");
+                    continue;
+                }
+                let t = Instant::now();
+                let mut remap = Remapper::undistort(
+                    &cal,
+                    &CalibrationConfig {
+                        file: "bench".into(),
+                        model: LensModel::Pinhole,
+                        framing,
+                    },
+                )?;
+                remap.set_kernel(kernel).map_err(anyhow::Error::msg)?;
+                let maps_ms = t.elapsed().as_secs_f64() * 1e3;
+                let mut dst = vec![0u8; (w * h * 3) as usize];
+                for _ in 0..10 {
+                    remap
+                        .remap_into(&src, &mut dst)
+                        .map_err(anyhow::Error::msg)?;
+                }
+                let mut times = Vec::with_capacity(frames);
+                let cpu0 = shm_core::process_cpu_ns();
+                let t = Instant::now();
+                for _ in 0..frames {
+                    let f = Instant::now();
+                    remap
+                        .remap_into(&src, &mut dst)
+                        .map_err(anyhow::Error::msg)?;
+                    times.push(f.elapsed().as_secs_f64() * 1e3);
+                }
+                let wall = t.elapsed().as_secs_f64() * 1e3 / frames as f64;
+                let cpu = (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64;
+                times.sort_by(f64::total_cmp);
+                println!(
+                    "{w}x{h} framing {framing} kernel {kernel}: maps {maps_ms:.0} ms once; remap \
+                     mean {wall:.2} ms/frame (p50 {:.2}, p99 {:.2}), CPU {cpu:.2} ms/frame",
+                    times[frames / 2],
+                    times[frames * 99 / 100],
+                );
             }
-            let mut times = Vec::with_capacity(frames);
-            let cpu0 = shm_core::process_cpu_ns();
-            let t = Instant::now();
-            for _ in 0..frames {
-                let f = Instant::now();
-                remap
-                    .remap_into(&src, &mut dst)
-                    .map_err(anyhow::Error::msg)?;
-                times.push(f.elapsed().as_secs_f64() * 1e3);
-            }
-            let wall = t.elapsed().as_secs_f64() * 1e3 / frames as f64;
-            let cpu = (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64;
-            times.sort_by(f64::total_cmp);
-            println!(
-                "{w}x{h} framing {framing}: maps {maps_ms:.0} ms once; remap mean {wall:.2} ms/frame \
-                 (p50 {:.2}, p99 {:.2}), CPU {cpu:.2} ms/frame",
-                times[frames / 2],
-                times[frames * 99 / 100],
-            );
         }
     }
     Ok(())
