@@ -204,8 +204,14 @@ impl CompactMap {
         Ok(())
     }
 
-    /// The output pixel `i` by scalar code, with OpenCV's BORDER_CONSTANT 0 semantics.
+    /// One output pixel by scalar code, with OpenCV's BORDER_CONSTANT 0 semantics.
     fn sample(&self, src: &[u8], stride: usize, e: EdgePixel, out: &mut [u8]) {
+        let (x, y) = (e.sx as i32, e.sy as i32);
+        if x >= self.src_width || y >= self.src_height || x < -1 || y < -1 {
+            // Wholly outside (most edge pixels of a zoomed-out view): the border value.
+            out[..3].fill(0);
+            return;
+        }
         let (wx, wy) = (e.wx as u32, e.wy as u32);
         let weights = [
             (TAB - wx) * (TAB - wy),
