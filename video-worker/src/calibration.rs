@@ -519,7 +519,7 @@ impl Remapper {
         let best = Kernel::detect();
         if let Err(why) = r.set_kernel(best) {
             // Only frames too small for our kernel (under 3x2) get here: OpenCV serves them.
-            tracing::debug!(worker = "video", kernel = %best, "remap kernel not used: {why}");
+            tracing::debug!(kernel = %best, "remap kernel not used: {why}");
         }
         r
     }
