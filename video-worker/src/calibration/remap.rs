@@ -167,9 +167,16 @@ impl CompactMap {
 
     /// Remaps `src` (BGR8, rows `stride` bytes apart, at least up to the end of the last
     /// row's last pixel) into `dst` (packed BGR8, 3 bytes per map pixel), with the AVX2
-    /// kernel. Errs when the CPU has no AVX2 or a size does not fit; never writes outside
-    /// `dst`.
-    pub fn remap(&self, src: &[u8], stride: usize, dst: &mut [u8]) -> Result<(), String> {
+    /// kernel, on `threads` threads (1 or 2: the calling one, and one more for the second
+    /// half of the rows). Errs when the CPU has no AVX2 or a size does not fit; never writes
+    /// outside `dst`.
+    pub fn remap(
+        &self,
+        src: &[u8],
+        stride: usize,
+        dst: &mut [u8],
+        threads: usize,
+    ) -> Result<(), String> {
         if !Kernel::Avx2.available() {
             return Err("the avx2 remap kernel needs a CPU with AVX2; this one has none".into());
         }
@@ -196,11 +203,23 @@ impl CompactMap {
             ));
         }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is present (checked above); the stride, source length and destination
-        // length are the ones checked above, as `remap_avx2` requires.
-        unsafe {
-            remap_avx2(self, src, stride, dst)
-        };
+        {
+            // SAFETY (both calls): AVX2 is present and the stride and source length are
+            // those checked above; each part of `dst` is 3 bytes per pixel from `first` on,
+            // inside the map (its length was checked above), as `remap_avx2` requires.
+            let part =
+                |first: usize, dst: &mut [u8]| unsafe { remap_avx2(self, src, stride, first, dst) };
+            let half = self.len() / 2 / 8 * 8;
+            if threads >= 2 && half > 0 {
+                let (a, b) = dst.split_at_mut(half * 3);
+                std::thread::scope(|s| {
+                    s.spawn(|| part(half, b));
+                    part(0, a);
+                });
+            } else {
+                part(0, dst);
+            }
+        }
         Ok(())
     }
 
@@ -249,16 +268,17 @@ impl CompactMap {
     }
 }
 
-/// The AVX2 kernel: 8 output pixels per iteration; the pixels after the last whole group of
-/// 8 that can be stored without writing past `dst`, then the edge pixels, by scalar code.
+/// The AVX2 kernel for the output pixels `first..first + dst.len() / 3` of `map`: 8 pixels
+/// per iteration; the pixels after the last whole group of 8 that can be stored without
+/// writing past `dst`, then the part's edge pixels, by scalar code.
 ///
 /// # Safety
 /// The CPU must have AVX2. `stride` must be at least `map.src_width * 3` and at most 32767,
 /// `src` must hold at least `(map.src_height - 1) * stride + map.src_width * 3` bytes and
-/// `dst` exactly `map.len() * 3`.
+/// `dst` a multiple of 3 bytes, with `first + dst.len() / 3 <= map.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]) {
+unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, first: usize, dst: &mut [u8]) {
     use std::arch::x86_64::*;
 
     /// Per 128-bit half: lane k's bytes (wx, wx, wy, wy).
@@ -304,7 +324,8 @@ unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]
         0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
     ];
 
-    let n = map.len();
+    let n = dst.len() / 3;
+    let (xy, wv) = (&map.xy[first..first + n], &map.w[first..first + n]);
     // SAFETY: each table is 32 bytes.
     let [dup, pairs, h_lo, h_hi, v0, v1, v2, v3, pack3] =
         [DUP, PAIRS, H_LO, H_HI, V0, V1, V2, V3, PACK3]
@@ -318,7 +339,7 @@ unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]
     let mut offs = [0u32; 8];
     let mut i = 0;
     while i + 8 <= n && i * 3 + 28 <= dst.len() {
-        // SAFETY: `i + 8 <= n` keeps the 8-entry loads inside `map.xy` and `map.w`, and
+        // SAFETY: `i + 8 <= n` keeps the 8-entry loads inside `xy` and `wv`, and
         // `i * 3 + 28 <= dst.len()` both 16-byte stores inside `dst`. Every map entry is (0, 0)
         // or a top-left corner (x, y) with x <= w - 2, y <= h - 2, not (w - 2, h - 2) (see
         // `CompactMap::new`), so the 8-byte reads at y * stride + x * 3 and one row down end
@@ -328,7 +349,7 @@ unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]
         unsafe {
             // Plain 8-byte loads rather than AVX2 gathers: on AMD's Zen the gathers cost
             // three quarters of the time (perf), the loads a fraction.
-            let xy = _mm256_loadu_si256(map.xy.as_ptr().add(i) as *const __m256i);
+            let xy = _mm256_loadu_si256(xy.as_ptr().add(i) as *const __m256i);
             _mm256_storeu_si256(
                 offs.as_mut_ptr() as *mut __m256i,
                 _mm256_madd_epi16(xy, coef),
@@ -342,8 +363,7 @@ unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]
             let top_b = _mm256_set_epi64x(t(7), t(6), t(3), t(2));
             let bot_a = _mm256_set_epi64x(b(5), b(4), b(1), b(0));
             let bot_b = _mm256_set_epi64x(b(7), b(6), b(3), b(2));
-            let wraw =
-                _mm256_cvtepu16_epi32(_mm_loadu_si128(map.w.as_ptr().add(i) as *const __m128i));
+            let wraw = _mm256_cvtepu16_epi32(_mm_loadu_si128(wv.as_ptr().add(i) as *const __m128i));
             let wd = _mm256_shuffle_epi8(wraw, dup);
             // Per pixel the bytes (32 - wx, wx, 32 - wy, wy).
             let wts = _mm256_blendv_epi8(_mm256_sub_epi8(c32, wd), wd, odd);
@@ -389,10 +409,17 @@ unsafe fn remap_avx2(map: &CompactMap, src: &[u8], stride: usize, dst: &mut [u8]
         i += 8;
     }
     for j in i..n {
-        map.sample(src, stride, map.entry(j), &mut dst[j * 3..j * 3 + 3]);
+        map.sample(
+            src,
+            stride,
+            map.entry(first + j),
+            &mut dst[j * 3..j * 3 + 3],
+        );
     }
-    for &e in &map.edge {
-        let j = e.index as usize;
+    let lo = map.edge.partition_point(|e| (e.index as usize) < first);
+    let hi = map.edge.partition_point(|e| (e.index as usize) < first + n);
+    for &e in &map.edge[lo..hi] {
+        let j = e.index as usize - first;
         map.sample(src, stride, e, &mut dst[j * 3..j * 3 + 3]);
     }
 }
@@ -424,7 +451,12 @@ mod tests {
         remap.set_kernel(Kernel::Avx2).unwrap();
         assert_eq!(remap.kernel(), Kernel::Avx2);
         let mut got = vec![7u8; n];
+        remap.set_threads(2);
         remap.remap_into(src, &mut got).unwrap();
+        let mut one = vec![9u8; n];
+        remap.set_threads(1);
+        remap.remap_into(src, &mut one).unwrap();
+        assert!(got == one, "the kernel on two threads differs from one");
         let worst = want
             .iter()
             .zip(&got)
@@ -612,7 +644,7 @@ mod tests {
         let mut buf = vec![0xAAu8; n as usize * 3 + 64];
         let (head, rest) = buf.split_at_mut(32);
         let (dst, _tail) = rest.split_at_mut(n as usize * 3);
-        map.remap(&src, w as usize * 3, dst).unwrap();
+        map.remap(&src, w as usize * 3, dst, 1).unwrap();
         let want: Vec<u8> = (0..n as usize)
             .flat_map(|i| {
                 let e = EdgePixel {
@@ -628,12 +660,16 @@ mod tests {
             })
             .collect();
         assert_eq!(dst, &want[..]);
+        // Two threads: the first half's last group of 8 must not spill into the second.
+        dst.fill(0x55);
+        map.remap(&src, w as usize * 3, dst, 2).unwrap();
+        assert_eq!(dst, &want[..]);
         assert!(head.iter().all(|&b| b == 0xAA));
         assert!(buf[32 + n as usize * 3..].iter().all(|&b| b == 0xAA));
         // Wrong sizes are refused, not read or written past.
-        let e = map.remap(&src[1..], w as usize * 3, &mut vec![0; n as usize * 3]);
+        let e = map.remap(&src[1..], w as usize * 3, &mut vec![0; n as usize * 3], 1);
         assert!(e.unwrap_err().contains("needs 45"));
-        let e = map.remap(&src, w as usize * 3, &mut vec![0; 3]);
+        let e = map.remap(&src, w as usize * 3, &mut vec![0; 3], 1);
         assert!(e.unwrap_err().contains("the remap writes 111"));
     }
 }
