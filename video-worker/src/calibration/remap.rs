@@ -669,7 +669,7 @@ mod tests {
         // Wrong sizes are refused, not read or written past.
         let e = map.remap(&src[1..], w as usize * 3, &mut vec![0; n as usize * 3], 1);
         assert!(e.unwrap_err().contains("needs 45"));
-        let e = map.remap(&src, w as usize * 3, &mut vec![0; 3], 1);
+        let e = map.remap(&src, w as usize * 3, &mut [0; 3], 1);
         assert!(e.unwrap_err().contains("the remap writes 111"));
     }
 }
