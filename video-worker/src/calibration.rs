@@ -523,7 +523,8 @@ impl Remapper {
         };
         let best = Kernel::detect();
         if let Err(why) = r.set_kernel(best) {
-            // Only frames too small for our kernel (under 3x2) get here: OpenCV serves them.
+            // Only frames our kernel does not take (under 3x2, over 32767 wide) get here:
+            // OpenCV serves them.
             tracing::debug!(kernel = %best, "remap kernel not used: {why}");
         }
         r
