@@ -1,12 +1,17 @@
 //! Time of the undistortion remap per frame, as the video worker runs it (fixed-point
-//! `CV_16SC2` maps, bilinear, into a buffer through a matrix header), at 720p and 1080p.
+//! `CV_16SC2` maps, bilinear, into a buffer), at 720p and 1080p, with each kernel: OpenCV's
+//! `remap` (through a matrix header over the buffer) and ours (AVX2, where the CPU has it).
 //!
-//! `cargo run -p billiards-video-worker --release --example remap_bench -- [FRAMES] [THREADS]`
-//! THREADS: OpenCV's thread count (default: OpenCV's own choice, one per core).
+//! `cargo run -p billiards-video-worker --release --example remap_bench -- [FRAMES] [THREADS]
+//! [cold]`
+//! THREADS: OpenCV's thread count (default: OpenCV's own choice, one per core); our kernel
+//! runs on 1 and on 2 threads. `cold`: before each frame, write 64 MiB elsewhere so that the
+//! maps, the source and the destination come from memory, as in the video worker (the
+//! times count the remap only).
 
 use std::time::Instant;
 
-use billiards_video_worker::calibration::{Calibration, Remapper};
+use billiards_video_worker::calibration::{Calibration, Kernel, Remapper};
 use billiards_video_worker::synthetic::{Scene, SceneParams};
 use config::{CalibrationConfig, Framing, LensModel, SourceConfig};
 use opencv::core::Mat;
@@ -18,7 +23,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(t) = args.get(2) {
         opencv::core::set_num_threads(t.parse()?)?;
     }
-    println!("opencv threads: {}", opencv::core::get_num_threads()?);
+    let cold = args.get(3).is_some_and(|a| a == "cold");
+    let mut flush = vec![0u8; if cold { 64 << 20 } else { 0 }];
+    println!(
+        "opencv threads: {}{}",
+        opencv::core::get_num_threads()?,
+        if cold { ", cold caches" } else { "" }
+    );
     for (w, h) in [(1280u32, 720u32), (1920, 1080)] {
         let scene = Scene::new(SceneParams::new(w, h, 1))?;
         let mut src = Mat::default();
@@ -44,41 +55,58 @@ fn main() -> anyhow::Result<()> {
             (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64
         );
         for framing in [Framing::Same, Framing::All] {
-            let t = Instant::now();
-            let mut remap = Remapper::undistort(
-                &cal,
-                &CalibrationConfig {
-                    file: "bench".into(),
-                    model: LensModel::Pinhole,
-                    framing,
-                },
-            )?;
-            let maps_ms = t.elapsed().as_secs_f64() * 1e3;
-            let mut dst = vec![0u8; (w * h * 3) as usize];
-            for _ in 0..10 {
-                remap
-                    .remap_into(&src, &mut dst)
-                    .map_err(anyhow::Error::msg)?;
+            for (kernel, threads) in [(Kernel::OpenCv, 0), (Kernel::Avx2, 1), (Kernel::Avx2, 2)] {
+                if !kernel.available() {
+                    println!("{w}x{h} framing {framing}: kernel {kernel}: not on this CPU");
+                    continue;
+                }
+                let t = Instant::now();
+                let mut remap = Remapper::undistort(
+                    &cal,
+                    &CalibrationConfig {
+                        file: "bench".into(),
+                        model: LensModel::Pinhole,
+                        framing,
+                    },
+                )?;
+                remap.set_kernel(kernel).map_err(anyhow::Error::msg)?;
+                remap.set_threads(threads);
+                // OpenCV's kernel runs on OpenCV's pool, ours on 1 or 2 threads.
+                let label = match kernel {
+                    Kernel::OpenCv => format!("{kernel}"),
+                    Kernel::Avx2 => format!("{kernel} x{threads}"),
+                };
+                let maps_ms = t.elapsed().as_secs_f64() * 1e3;
+                let mut dst = vec![0u8; (w * h * 3) as usize];
+                for _ in 0..10 {
+                    remap
+                        .remap_into(&src, &mut dst)
+                        .map_err(anyhow::Error::msg)?;
+                }
+                let mut times = Vec::with_capacity(frames);
+                let mut cpu_ns = 0;
+                for i in 0..frames {
+                    if cold {
+                        flush.fill(i as u8);
+                    }
+                    let cpu0 = shm_core::process_cpu_ns();
+                    let f = Instant::now();
+                    remap
+                        .remap_into(&src, &mut dst)
+                        .map_err(anyhow::Error::msg)?;
+                    times.push(f.elapsed().as_secs_f64() * 1e3);
+                    cpu_ns += shm_core::process_cpu_ns() - cpu0;
+                }
+                let wall = times.iter().sum::<f64>() / frames as f64;
+                let cpu = cpu_ns as f64 / 1e6 / frames as f64;
+                times.sort_by(f64::total_cmp);
+                println!(
+                    "{w}x{h} framing {framing} kernel {label}: maps {maps_ms:.0} ms once; remap \
+                     mean {wall:.2} ms/frame (p50 {:.2}, p99 {:.2}), CPU {cpu:.2} ms/frame",
+                    times[frames / 2],
+                    times[frames * 99 / 100],
+                );
             }
-            let mut times = Vec::with_capacity(frames);
-            let cpu0 = shm_core::process_cpu_ns();
-            let t = Instant::now();
-            for _ in 0..frames {
-                let f = Instant::now();
-                remap
-                    .remap_into(&src, &mut dst)
-                    .map_err(anyhow::Error::msg)?;
-                times.push(f.elapsed().as_secs_f64() * 1e3);
-            }
-            let wall = t.elapsed().as_secs_f64() * 1e3 / frames as f64;
-            let cpu = (shm_core::process_cpu_ns() - cpu0) as f64 / 1e6 / frames as f64;
-            times.sort_by(f64::total_cmp);
-            println!(
-                "{w}x{h} framing {framing}: maps {maps_ms:.0} ms once; remap mean {wall:.2} ms/frame \
-                 (p50 {:.2}, p99 {:.2}), CPU {cpu:.2} ms/frame",
-                times[frames / 2],
-                times[frames * 99 / 100],
-            );
         }
     }
     Ok(())

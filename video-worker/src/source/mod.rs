@@ -65,6 +65,7 @@ pub(crate) fn open(config: &Config) -> Result<Box<dyn FrameSource>, WorkerError>
             file = %file.display(),
             model = %v.calibration.model,
             framing = %v.calibration.framing,
+            kernel = %remap.kernel(),
             took_ms = started.elapsed().as_millis() as u64,
             "undistortion maps computed"
         );
