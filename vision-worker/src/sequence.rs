@@ -65,6 +65,8 @@ pub struct SequenceScore {
     pub identifications: u64,
     /// `numbers[truth][reported]` over the matched balls; column 16 is `null`.
     pub numbers: [[u64; 17]; 16],
+    /// Each id switch: `(frame, true number, id before, id after)` (for `--verbose`).
+    pub switch_log: Vec<(u64, u32, u64, u64)>,
     last_id: HashMap<u32, u64>,
     truth_pockets: Vec<(u64, u8)>,
     det_pockets: Vec<(u64, u8)>,
@@ -158,6 +160,7 @@ impl SequenceScore {
                     self.identifications += 1;
                 } else if prev != d.id {
                     self.id_switches += 1;
+                    self.switch_log.push((frame, t.number, prev, d.id));
                 }
             }
         }

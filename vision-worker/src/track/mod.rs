@@ -59,6 +59,10 @@ const SETTLE_SIGHTINGS: u32 = 3;
 /// After the tracker starts (or is reset) nothing counts as motion for this long: the
 /// detector settles its radius estimate on the first frames, which shifts the centres a little.
 const WARMUP_NS: u64 = 700_000_000;
+/// A new layout is only recognised with at least this many balls before and after.
+const RELAID_MIN_BALLS: usize = 6;
+/// A ball within this many radii of where a still ball was is that ball (not laid out anew).
+const RELAID_RADII: f32 = 1.0;
 /// Frame period the still threshold is given for.
 const FRAME_S: f32 = 1.0 / 30.0;
 
@@ -225,12 +229,20 @@ impl Tracker {
     /// ids, numbers, velocities and motion, in the order of `balls`.
     pub fn update(&mut self, balls: &[Ball], t_ns: u64) -> Vec<TrackedBall> {
         self.pocketed.clear();
-        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let white = identify::white_reference(balls.iter().map(|b| b.features));
         let evidence: Vec<[f32; NUMBERS]> = balls
             .iter()
             .map(|b| identify::evidence(b.kind, &b.features, white))
             .collect();
+        if self.relaid(balls) {
+            // The balls were laid out anew (a rack): no track can follow a ball that jumped
+            // across the table, and an old track that happens to sit where another ball now
+            // lies would hand it a wrong number. Start afresh, and let the jump not count as
+            // motion.
+            self.tracks.clear();
+            self.started_ns = Some(t_ns);
+        }
+        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let track_of = self.associate(balls, &evidence, t_ns);
         let mut used = vec![false; self.tracks.len()];
         let mut index_of = vec![usize::MAX; balls.len()];
@@ -353,6 +365,32 @@ impl Tracker {
             });
         }
         out
+    }
+
+    /// Whether the balls were laid out anew since the last frame: the table was still, and
+    /// most of the balls seen last frame are not where they were while most of this frame's
+    /// balls lie where no ball was (a hand that hides balls, or a single ball struck, leaves
+    /// one of the two true).
+    fn relaid(&self, balls: &[Ball]) -> bool {
+        if self.motion {
+            return false;
+        }
+        let last: Vec<&Track> = self.tracks.iter().filter(|t| t.seen).collect();
+        if last.len() < RELAID_MIN_BALLS || balls.len() < RELAID_MIN_BALLS {
+            return false;
+        }
+        let near = |b: &Ball, t: &Track| {
+            (b.x - t.x).powi(2) + (b.y - t.y).powi(2) <= (RELAID_RADII * t.r).powi(2)
+        };
+        let lost = last
+            .iter()
+            .filter(|t| !balls.iter().any(|b| near(b, t)))
+            .count();
+        let new = balls
+            .iter()
+            .filter(|b| !last.iter().any(|t| near(b, t)))
+            .count();
+        2 * lost > last.len() && 2 * new > balls.len()
     }
 
     /// For each ball, the index of its track, or `usize::MAX` for a new one.
