@@ -59,6 +59,18 @@ const SETTLE_SIGHTINGS: u32 = 3;
 /// After the tracker starts (or is reset) nothing counts as motion for this long: the
 /// detector settles its radius estimate on the first frames, which shifts the centres a little.
 const WARMUP_NS: u64 = 700_000_000;
+/// Still sightings in a row after which a ball is at rest: a small jump of its detection is
+/// jitter, not a stroke.
+const PEAK_STILL_SIGHTINGS: u32 = 10;
+/// Per sighting, the largest jump at rest is forgotten at this rate (about a minute at 30 fps).
+const PEAK_DECAY: f32 = 0.9995;
+/// A displacement must exceed the largest jump at rest by this factor to be motion.
+const PEAK_FACTOR: f32 = 1.5;
+/// Sightings over which a creeping ball's displacement is measured.
+const WINDOW: usize = 4;
+/// The displacement over [`WINDOW`] sightings that is motion, in still allowances per frame
+/// (the jitter does not add up over the window, the creep does).
+const WINDOW_FACTOR: f32 = 1.0;
 /// A new layout is only recognised with at least this many balls before and after.
 const RELAID_MIN_BALLS: usize = 6;
 /// A ball within this many radii of where a still ball was is that ball (not laid out anew).
@@ -112,9 +124,38 @@ struct Track {
     /// Sightings so far: a track's first few displacements are not motion (a ball that just
     /// came into view, or the detector settling on the first frames).
     sightings: u32,
+    /// The last [`WINDOW`] raw sightings `(x, y, t_ns)`, oldest first once full: a ball
+    /// creeping by less than the jitter per frame still moves a good deal over a few frames,
+    /// while the jitter does not add up.
+    window: [(f32, f32, u64); WINDOW],
+    /// Sightings in `window` (up to [`WINDOW`]); the next one goes to `window_next`.
+    window_len: usize,
+    window_next: usize,
+    /// Typical displacement over the window while still, frame pixels.
+    window_jitter: f32,
+    /// The largest jump of this ball's detection while it was at rest (decaying).
+    peak_jitter: f32,
+    /// Sightings in a row it was still.
+    still_run: u32,
 }
 
 impl Track {
+    /// Records a raw sighting and returns how far the ball moved since the oldest sighting in
+    /// the window, if that one is recent enough to tell creeping from a ball seen again.
+    fn window_displacement(&mut self, x: f32, y: f32, t_ns: u64) -> Option<f32> {
+        let oldest = if self.window_len == WINDOW {
+            Some(self.window[self.window_next])
+        } else {
+            None
+        };
+        self.window[self.window_next] = (x, y, t_ns);
+        self.window_next = (self.window_next + 1) % WINDOW;
+        self.window_len = (self.window_len + 1).min(WINDOW);
+        let (ox, oy, ot) = oldest?;
+        let span = t_ns.saturating_sub(ot) as f32 * 1e-9;
+        (span <= (WINDOW as f32 + 1.5) * FRAME_S).then(|| ((x - ox).powi(2) + (y - oy).powi(2)).sqrt())
+    }
+
     fn predict(&self, t_ns: u64) -> (f32, f32) {
         let dt = self.dt(t_ns);
         (self.x + self.pvx * dt, self.y + self.pvy * dt)
@@ -271,6 +312,12 @@ impl Tracker {
                     seen: true,
                     sightings: 1,
                     jitter: STILL_PX / JITTER_FACTOR,
+                    window: [(b.x, b.y, t_ns); WINDOW],
+                    window_len: 1,
+                    window_next: 1 % WINDOW,
+                    window_jitter: STILL_PX / JITTER_FACTOR,
+                    peak_jitter: 0.0,
+                    still_run: 0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -287,12 +334,35 @@ impl Tracker {
             // and grows with this ball's own jitter on noisy frames, up to a limit so that a
             // slowly rolling ball still counts as moving.
             // (`min` then `max`: on small balls the cap may be below STILL_PX, which wins.)
+            // A ball long at rest whose detection jumps a little (some detectors flip between
+            // two fits of a ball) keeps that jump as its jitter from then on: a ball at rest
+            // is not struck by less than the cap.
+            let cap = MAX_STILL_RADII * t.r;
+            t.peak_jitter *= PEAK_DECAY;
+            if t.still_run >= PEAK_STILL_SIGHTINGS && disp <= cap && dt <= 2.5 * FRAME_S {
+                t.peak_jitter = t.peak_jitter.max(disp);
+            }
             let allowance = (JITTER_FACTOR * t.jitter)
-                .min(MAX_STILL_RADII * t.r)
+                .max(PEAK_FACTOR * t.peak_jitter)
+                .min(cap)
                 .max(STILL_PX);
-            let still = disp < allowance * (dt / FRAME_S).max(1.0);
-            if still && dt <= 2.5 * FRAME_S {
+            let still_now = disp < allowance * (dt / FRAME_S).max(1.0);
+            if still_now && dt <= 2.5 * FRAME_S {
                 t.jitter = 0.95 * t.jitter + 0.05 * disp;
+            }
+            // Still over the frame and over the window: a ball slowing to a stop creeps by
+            // less than the jitter per frame for its last few frames.
+            // Its allowance follows this ball's own displacement over the window while still
+            // (the detector may drift slowly on a ball, e.g. one half hidden).
+            let window_allowance = (JITTER_FACTOR * t.window_jitter)
+                .min(MAX_STILL_RADII * t.r)
+                .max(WINDOW_FACTOR * allowance);
+            let wd = t.window_displacement(b.x, b.y, t_ns);
+            let creeping = wd.is_some_and(|w| w >= window_allowance);
+            let still = still_now && !creeping;
+            t.still_run = if still { t.still_run.saturating_add(1) } else { 0 };
+            if let (true, Some(w)) = (still_now, wd) {
+                t.window_jitter = 0.95 * t.window_jitter + 0.05 * w;
             }
             if dt > 0.0 {
                 let (ivx, ivy) = if still {
