@@ -195,6 +195,11 @@ impl SequenceScore {
         }
     }
 
+    /// `(frame, number)` of the true pocket events and of the reported ones.
+    pub fn pocket_events(&self) -> (&[(u64, u8)], &[(u64, u8)]) {
+        (&self.truth_pockets, &self.det_pockets)
+    }
+
     /// `(start, end)` frames of the true shots and of the detected ones.
     pub fn bounds(&self) -> (&[Bounds], &[Bounds]) {
         (&self.truth_bounds, &self.det_bounds)

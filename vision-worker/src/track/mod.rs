@@ -13,9 +13,14 @@
 //!   identified ball's id is its number; the others get ids from
 //!   [`UNIDENTIFIED_ID_BASE`] up.
 //! - **Motion**: a ball moves when it was displaced by more than the detector's jitter since
-//!   it was last seen; a still ball is reported at a smoothed position so it does not shimmer.
+//!   it was last seen, or over its last [`WINDOW`] sightings (a ball creeping to a stop); a
+//!   ball at rest whose detection jumps a little keeps the jump as its jitter. A still ball is
+//!   reported at a smoothed position so it does not shimmer.
 //! - **Pockets**: a moving ball that vanishes next to one of the six pockets and stays away for
-//!   [`POCKET_CONFIRM_NS`] was pocketed: reported once, and its track ends.
+//!   [`POCKET_CONFIRM_NS`] was pocketed: reported once (by its number, or an unidentified
+//!   ball by its likeliest number no other ball holds), and its track ends.
+//! - **New layouts**: when most balls jump at once on a still table (the balls laid out
+//!   anew), every track starts afresh rather than hand its number to a ball landing near it.
 //!
 //! Knows nothing of pixels: it works on the detector's [`Ball`]s and capture times.
 
@@ -33,6 +38,11 @@ pub const MEMORY_NS: u64 = 1_000_000_000;
 pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
 /// How near a pocket (in radii of the ball) a ball must have been last seen.
 const POCKET_RADII: f32 = 3.5;
+/// Summed votes an unidentified ball needs before it is reported pocketed by its likeliest
+/// number.
+const POCKET_MIN_EVIDENCE: f32 = 1.5;
+/// Share of the votes that likeliest number needs.
+const POCKET_MIN_SHARE: f32 = 0.2;
 /// Decay of a track's number votes per sighting: about the last 30 sightings count.
 const VOTE_DECAY: f32 = 0.97;
 /// Share of the votes the best number needs before it is given.
@@ -202,6 +212,22 @@ impl Track {
             Some(n) => IDENTITY_RADII * (1.0 - (e[n as usize] * 4.0).min(1.0)),
             None => 0.0,
         }
+    }
+
+    /// For an unidentified track, its most likely number among those no ball in view holds,
+    /// when its votes lean to it at all.
+    fn likely_number(&self, held: &[u8]) -> Option<u8> {
+        let total: f32 = self.votes.iter().sum();
+        if total < POCKET_MIN_EVIDENCE {
+            return None;
+        }
+        let (n, v) = self
+            .votes
+            .iter()
+            .enumerate()
+            .filter(|&(n, _)| !held.contains(&(n as u8)))
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        (*v >= POCKET_MIN_SHARE * total).then_some(n as u8)
     }
 
     fn id(&self) -> u64 {
@@ -525,6 +551,15 @@ impl Tracker {
             return;
         }
         let pockets = &self.pockets;
+        // Numbers of the balls in view: an unidentified ball that falls is reported by its
+        // most likely number among the others. (A hidden track keeps its number reserved,
+        // and is often this very ball, lost in a collision and found again as a new track.)
+        let held: Vec<u8> = self
+            .tracks
+            .iter()
+            .filter(|t| t.seen)
+            .filter_map(|t| t.number)
+            .collect();
         let mut gone = Vec::new();
         self.tracks.retain(|t| {
             if t.seen || !t.moving || t_ns.saturating_sub(t.t_ns) < POCKET_CONFIRM_NS {
@@ -538,13 +573,16 @@ impl Tracker {
                 d0.min(d1) <= POCKET_RADII * t.r
             });
             if near {
-                if let Some(n) = t.number {
+                if let Some(n) = t.number.or_else(|| t.likely_number(&held)) {
                     gone.push(n);
                 }
                 return false;
             }
             true
         });
+        // The hidden track of a ball reported by its likeliest number was its lost track.
+        self.tracks
+            .retain(|t| t.seen || t.number.is_none_or(|n| !gone.contains(&n)));
         self.pocketed = gone;
     }
 
