@@ -1041,11 +1041,6 @@ mod sequence {
                         }
                     }
                 }
-                if std::env::var_os("T14DBG").is_some() && !gt.moving && tracker.motion() {
-                    for tb in tracked.iter().filter(|b| b.moving) {
-                        eprintln!("DBG frame {frame} id {} at ({:.1},{:.1}) r {:.1} v ({:.0},{:.0}) balls {}", tb.id, tb.ball.x, tb.ball.y, tb.ball.radius, tb.vx, tb.vy, tracked.len());
-                    }
-                }
                 timing.0 += (t1 - t0).as_secs_f64();
                 timing.1 += t1.elapsed().as_secs_f64();
                 timing.2 += 1;

@@ -6,7 +6,8 @@
 //!   course in a collision, or a break that moves a ball several radii per frame) inside a wide
 //!   gate, with the number evidence as a tie-breaker.
 //! - **Memory**: a track that is not seen (a hand or the cue over the ball) is kept for
-//!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears.
+//!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears; [`STILL_MEMORY_NS`]
+//!   (3 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
 //! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
 //!   the recent past counts most); every frame [`identify::assign`] gives each number to at
 //!   most one track, or none when no track is sure enough (`null` rather than a guess). An
@@ -34,6 +35,8 @@ use crate::model::{Ball, BallKind};
 pub const STILL_PX: f32 = 0.75;
 /// How long a hidden ball keeps its track and id (ns of capture time).
 pub const MEMORY_NS: u64 = 1_000_000_000;
+/// How long the track of a ball last seen at rest is kept (ns of capture time).
+pub const STILL_MEMORY_NS: u64 = 3_000_000_000;
 /// How long a ball must stay away from the spot next to a pocket to count as pocketed.
 pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
 /// How near a pocket (in radii of the ball) a ball must have been last seen.
@@ -436,8 +439,12 @@ impl Tracker {
         // Tracks are about to be dropped (indices shift): remember each ball's by serial.
         let serial_of: Vec<u64> = index_of.iter().map(|&i| self.tracks[i].serial).collect();
         self.find_pocketed(t_ns);
-        self.tracks
-            .retain(|t| t.seen || t_ns.saturating_sub(t.t_ns) <= MEMORY_NS);
+        // A ball at rest that the detector misses for a while (in a cluster) is most likely
+        // still there: its track is kept longer than that of a ball last seen rolling.
+        self.tracks.retain(|t| {
+            let memory = if t.moving { MEMORY_NS } else { STILL_MEMORY_NS };
+            t.seen || t_ns.saturating_sub(t.t_ns) <= memory
+        });
         self.identify();
         self.motion = self.tracks.iter().any(|t| t.seen && t.moving);
         let mut out = Vec::with_capacity(balls.len());

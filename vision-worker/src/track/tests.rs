@@ -135,13 +135,43 @@ fn a_hidden_ball_keeps_its_id_for_a_second_and_no_longer() {
     now += FRAME_NS;
     let back = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
     assert_eq!(back[0].id, id);
-    // Hidden for 1.5 s: the track is gone, a new id.
+    // At rest and missed for 1.5 s (in a cluster): still the same id.
     for _ in 0..45 {
         now += FRAME_NS;
         t.update(&[other], now);
     }
     now += FRAME_NS;
+    let back = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
+    assert_eq!(back[0].id, id);
+    // Hidden for 3.5 s: the track is gone, a new id.
+    for _ in 0..105 {
+        now += FRAME_NS;
+        t.update(&[other], now);
+    }
+    now += FRAME_NS;
     let new = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
+    assert_ne!(new[0].id, id);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn a_rolling_ball_hidden_for_over_a_second_gets_a_new_id() {
+    let mut t = warmed();
+    let other = ball(500.0, 300.0, BallKind::Solid);
+    let mut now = T0;
+    let mut id = 0;
+    for k in 0..10 {
+        let out = t.update(&[ball(100.0 + 5.0 * k as f32, 100.0, BallKind::Stripe), other], now);
+        id = out[0].id;
+        now += FRAME_NS;
+    }
+    assert!(t.update(&[ball(150.0, 100.0, BallKind::Stripe), other], now)[0].moving);
+    for _ in 0..45 {
+        now += FRAME_NS;
+        t.update(&[other], now);
+    }
+    now += FRAME_NS;
+    let new = t.update(&[ball(160.0, 100.0, BallKind::Stripe), other], now);
     assert_ne!(new[0].id, id);
     assert_eq!(t.len(), 2);
 }
