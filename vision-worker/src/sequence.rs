@@ -45,6 +45,9 @@ pub struct TrackedFrame<'a> {
 /// Shot boundaries, start and end frame.
 pub type Bounds = (u64, u64);
 
+/// A pocket event: the frame and the ball's number.
+pub type PocketEvent = (u64, u8);
+
 /// The sequence figures.
 #[derive(Debug, Default)]
 pub struct SequenceScore {
@@ -68,8 +71,8 @@ pub struct SequenceScore {
     /// Each id switch: `(frame, true number, id before, id after)` (for `--verbose`).
     pub switch_log: Vec<(u64, u32, u64, u64)>,
     last_id: HashMap<u32, u64>,
-    truth_pockets: Vec<(u64, u8)>,
-    det_pockets: Vec<(u64, u8)>,
+    truth_pockets: Vec<PocketEvent>,
+    det_pockets: Vec<PocketEvent>,
     truth_shots: ShotDetector,
     det_shots: ShotDetector,
     truth_bounds: Vec<Bounds>,
@@ -196,7 +199,7 @@ impl SequenceScore {
     }
 
     /// `(frame, number)` of the true pocket events and of the reported ones.
-    pub fn pocket_events(&self) -> (&[(u64, u8)], &[(u64, u8)]) {
+    pub fn pocket_events(&self) -> (&[PocketEvent], &[PocketEvent]) {
         (&self.truth_pockets, &self.det_pockets)
     }
 

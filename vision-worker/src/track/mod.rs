@@ -166,7 +166,8 @@ impl Track {
         self.window_len = (self.window_len + 1).min(WINDOW);
         let (ox, oy, ot) = oldest?;
         let span = t_ns.saturating_sub(ot) as f32 * 1e-9;
-        (span <= (WINDOW as f32 + 1.5) * FRAME_S).then(|| ((x - ox).powi(2) + (y - oy).powi(2)).sqrt())
+        (span <= (WINDOW as f32 + 1.5) * FRAME_S)
+            .then(|| ((x - ox).powi(2) + (y - oy).powi(2)).sqrt())
     }
 
     fn predict(&self, t_ns: u64) -> (f32, f32) {
@@ -389,7 +390,11 @@ impl Tracker {
             let wd = t.window_displacement(b.x, b.y, t_ns);
             let creeping = wd.is_some_and(|w| w >= window_allowance);
             let still = still_now && !creeping;
-            t.still_run = if still { t.still_run.saturating_add(1) } else { 0 };
+            t.still_run = if still {
+                t.still_run.saturating_add(1)
+            } else {
+                0
+            };
             if let (true, Some(w)) = (still_now, wd) {
                 t.window_jitter = 0.95 * t.window_jitter + 0.05 * w;
             }

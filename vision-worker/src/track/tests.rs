@@ -161,7 +161,10 @@ fn a_rolling_ball_hidden_for_over_a_second_gets_a_new_id() {
     let mut now = T0;
     let mut id = 0;
     for k in 0..10 {
-        let out = t.update(&[ball(100.0 + 5.0 * k as f32, 100.0, BallKind::Stripe), other], now);
+        let out = t.update(
+            &[ball(100.0 + 5.0 * k as f32, 100.0, BallKind::Stripe), other],
+            now,
+        );
         id = out[0].id;
         now += FRAME_NS;
     }
@@ -209,7 +212,11 @@ fn a_break_keeps_every_id() {
         balls
     };
     for _ in 0..10 {
-        ids = t.update(&with_cue(at(0), 200.0), now).iter().map(|b| b.id).collect();
+        ids = t
+            .update(&with_cue(at(0), 200.0), now)
+            .iter()
+            .map(|b| b.id)
+            .collect();
         now += FRAME_NS;
     }
     let mut expected = numbers.map(|n| n as u64).to_vec();
@@ -405,7 +412,10 @@ fn a_new_layout_starts_every_track_afresh() {
         now += FRAME_NS;
         let out = t.update(&shifted, now);
         for (b, n) in out.iter().zip(after) {
-            assert!(b.number.is_none() || b.number == Some(n), "{b:?} is the {n}");
+            assert!(
+                b.number.is_none() || b.number == Some(n),
+                "{b:?} is the {n}"
+            );
         }
     }
     let out = t.update(&shifted, now + FRAME_NS);
