@@ -86,6 +86,8 @@ const WINDOW: usize = 4;
 const WINDOW_FACTOR: f32 = 1.0;
 /// A new layout is only recognised with at least this many balls before and after.
 const RELAID_MIN_BALLS: usize = 6;
+/// A new layout is not recognised while a ball rolls faster than this (radii per frame).
+const RELAID_MAX_SPEED_RADII: f32 = 0.5;
 /// A ball within this many radii of where a still ball was is that ball (not laid out anew).
 const RELAID_RADII: f32 = 1.0;
 /// Frame period the still threshold is given for.
@@ -475,12 +477,18 @@ impl Tracker {
         out
     }
 
-    /// Whether the balls were laid out anew since the last frame: the table was still, and
+    /// Whether the balls were laid out anew since the last frame: no ball rolled fast, and
     /// most of the balls seen last frame are not where they were while most of this frame's
     /// balls lie where no ball was (a hand that hides balls, or a single ball struck, leaves
     /// one of the two true).
     fn relaid(&self, balls: &[Ball]) -> bool {
-        if self.motion {
+        // A ball rolling fast (the cue ball about to open a rack) means a game under way; a
+        // creep or the jitter of a noisy frame does not.
+        if self
+            .tracks
+            .iter()
+            .any(|t| t.seen && t.moving && t.speed() * FRAME_S > RELAID_MAX_SPEED_RADII * t.r)
+        {
             return false;
         }
         let last: Vec<&Track> = self.tracks.iter().filter(|t| t.seen).collect();
