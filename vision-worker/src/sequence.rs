@@ -45,6 +45,9 @@ pub struct TrackedFrame<'a> {
 /// Shot boundaries, start and end frame.
 pub type Bounds = (u64, u64);
 
+/// A pocket event: the frame and the ball's number.
+pub type PocketEvent = (u64, u8);
+
 /// The sequence figures.
 #[derive(Debug, Default)]
 pub struct SequenceScore {
@@ -65,9 +68,11 @@ pub struct SequenceScore {
     pub identifications: u64,
     /// `numbers[truth][reported]` over the matched balls; column 16 is `null`.
     pub numbers: [[u64; 17]; 16],
+    /// Each id switch: `(frame, true number, id before, id after)` (for `--verbose`).
+    pub switch_log: Vec<(u64, u32, u64, u64)>,
     last_id: HashMap<u32, u64>,
-    truth_pockets: Vec<(u64, u8)>,
-    det_pockets: Vec<(u64, u8)>,
+    truth_pockets: Vec<PocketEvent>,
+    det_pockets: Vec<PocketEvent>,
     truth_shots: ShotDetector,
     det_shots: ShotDetector,
     truth_bounds: Vec<Bounds>,
@@ -158,6 +163,7 @@ impl SequenceScore {
                     self.identifications += 1;
                 } else if prev != d.id {
                     self.id_switches += 1;
+                    self.switch_log.push((frame, t.number, prev, d.id));
                 }
             }
         }
@@ -190,6 +196,11 @@ impl SequenceScore {
         }) {
             self.det_bounds.push((s.start_frame, s.end_frame));
         }
+    }
+
+    /// `(frame, number)` of the true pocket events and of the reported ones.
+    pub fn pocket_events(&self) -> (&[PocketEvent], &[PocketEvent]) {
+        (&self.truth_pockets, &self.det_pockets)
     }
 
     /// `(start, end)` frames of the true shots and of the detected ones.

@@ -947,6 +947,12 @@ mod sequence {
                     "          shots (start, end error in frames): {:?}",
                     sh.errors
                 );
+                for (f, n, a, b) in &s.switch_log {
+                    println!("          id switch at frame {f}: ball {n} from id {a} to {b}");
+                }
+                let (tp, dp) = s.pocket_events();
+                println!("          true pocket events (frame, number): {tp:?}");
+                println!("          reported pocket events:             {dp:?}");
                 let (tb, db) = s.bounds();
                 println!("          true shots (start, end frame): {tb:?}");
                 println!("          detected shots:                {db:?}");

@@ -6,16 +6,22 @@
 //!   course in a collision, or a break that moves a ball several radii per frame) inside a wide
 //!   gate, with the number evidence as a tie-breaker.
 //! - **Memory**: a track that is not seen (a hand or the cue over the ball) is kept for
-//!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears.
+//!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears; [`STILL_MEMORY_NS`]
+//!   (3 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
 //! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
 //!   the recent past counts most); every frame [`identify::assign`] gives each number to at
 //!   most one track, or none when no track is sure enough (`null` rather than a guess). An
 //!   identified ball's id is its number; the others get ids from
 //!   [`UNIDENTIFIED_ID_BASE`] up.
 //! - **Motion**: a ball moves when it was displaced by more than the detector's jitter since
-//!   it was last seen; a still ball is reported at a smoothed position so it does not shimmer.
+//!   it was last seen, or over its last [`WINDOW`] sightings (a ball creeping to a stop); a
+//!   ball at rest whose detection jumps a little keeps the jump as its jitter. A still ball is
+//!   reported at a smoothed position so it does not shimmer.
 //! - **Pockets**: a moving ball that vanishes next to one of the six pockets and stays away for
-//!   [`POCKET_CONFIRM_NS`] was pocketed: reported once, and its track ends.
+//!   [`POCKET_CONFIRM_NS`] was pocketed: reported once (by its number, or an unidentified
+//!   ball by its likeliest number no other ball holds), and its track ends.
+//! - **New layouts**: when most balls jump at once on a still table (the balls laid out
+//!   anew), every track starts afresh rather than hand its number to a ball landing near it.
 //!
 //! Knows nothing of pixels: it works on the detector's [`Ball`]s and capture times.
 
@@ -29,10 +35,17 @@ use crate::model::{Ball, BallKind};
 pub const STILL_PX: f32 = 0.75;
 /// How long a hidden ball keeps its track and id (ns of capture time).
 pub const MEMORY_NS: u64 = 1_000_000_000;
+/// How long the track of a ball last seen at rest is kept (ns of capture time).
+pub const STILL_MEMORY_NS: u64 = 3_000_000_000;
 /// How long a ball must stay away from the spot next to a pocket to count as pocketed.
 pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
 /// How near a pocket (in radii of the ball) a ball must have been last seen.
 const POCKET_RADII: f32 = 3.5;
+/// Summed votes an unidentified ball needs before it is reported pocketed by its likeliest
+/// number.
+const POCKET_MIN_EVIDENCE: f32 = 1.5;
+/// Share of the votes that likeliest number needs.
+const POCKET_MIN_SHARE: f32 = 0.2;
 /// Decay of a track's number votes per sighting: about the last 30 sightings count.
 const VOTE_DECAY: f32 = 0.97;
 /// Share of the votes the best number needs before it is given.
@@ -59,6 +72,24 @@ const SETTLE_SIGHTINGS: u32 = 3;
 /// After the tracker starts (or is reset) nothing counts as motion for this long: the
 /// detector settles its radius estimate on the first frames, which shifts the centres a little.
 const WARMUP_NS: u64 = 700_000_000;
+/// Still sightings in a row after which a ball is at rest: a small jump of its detection is
+/// jitter, not a stroke.
+const PEAK_STILL_SIGHTINGS: u32 = 10;
+/// Per sighting, the largest jump at rest is forgotten at this rate (about a minute at 30 fps).
+const PEAK_DECAY: f32 = 0.9995;
+/// A displacement must exceed the largest jump at rest by this factor to be motion.
+const PEAK_FACTOR: f32 = 1.5;
+/// Sightings over which a creeping ball's displacement is measured.
+const WINDOW: usize = 4;
+/// The displacement over [`WINDOW`] sightings that is motion, in still allowances per frame
+/// (the jitter does not add up over the window, the creep does).
+const WINDOW_FACTOR: f32 = 1.0;
+/// A new layout is only recognised with at least this many balls before and after.
+const RELAID_MIN_BALLS: usize = 6;
+/// A new layout is not recognised while a ball rolls faster than this (radii per frame).
+const RELAID_MAX_SPEED_RADII: f32 = 0.5;
+/// A ball within this many radii of where a still ball was is that ball (not laid out anew).
+const RELAID_RADII: f32 = 1.0;
 /// Frame period the still threshold is given for.
 const FRAME_S: f32 = 1.0 / 30.0;
 
@@ -108,9 +139,39 @@ struct Track {
     /// Sightings so far: a track's first few displacements are not motion (a ball that just
     /// came into view, or the detector settling on the first frames).
     sightings: u32,
+    /// The last [`WINDOW`] raw sightings `(x, y, t_ns)`, oldest first once full: a ball
+    /// creeping by less than the jitter per frame still moves a good deal over a few frames,
+    /// while the jitter does not add up.
+    window: [(f32, f32, u64); WINDOW],
+    /// Sightings in `window` (up to [`WINDOW`]); the next one goes to `window_next`.
+    window_len: usize,
+    window_next: usize,
+    /// Typical displacement over the window while still, frame pixels.
+    window_jitter: f32,
+    /// The largest jump of this ball's detection while it was at rest (decaying).
+    peak_jitter: f32,
+    /// Sightings in a row it was still.
+    still_run: u32,
 }
 
 impl Track {
+    /// Records a raw sighting and returns how far the ball moved since the oldest sighting in
+    /// the window, if that one is recent enough to tell creeping from a ball seen again.
+    fn window_displacement(&mut self, x: f32, y: f32, t_ns: u64) -> Option<f32> {
+        let oldest = if self.window_len == WINDOW {
+            Some(self.window[self.window_next])
+        } else {
+            None
+        };
+        self.window[self.window_next] = (x, y, t_ns);
+        self.window_next = (self.window_next + 1) % WINDOW;
+        self.window_len = (self.window_len + 1).min(WINDOW);
+        let (ox, oy, ot) = oldest?;
+        let span = t_ns.saturating_sub(ot) as f32 * 1e-9;
+        (span <= (WINDOW as f32 + 1.5) * FRAME_S)
+            .then(|| ((x - ox).powi(2) + (y - oy).powi(2)).sqrt())
+    }
+
     fn predict(&self, t_ns: u64) -> (f32, f32) {
         let dt = self.dt(t_ns);
         (self.x + self.pvx * dt, self.y + self.pvy * dt)
@@ -157,6 +218,22 @@ impl Track {
             Some(n) => IDENTITY_RADII * (1.0 - (e[n as usize] * 4.0).min(1.0)),
             None => 0.0,
         }
+    }
+
+    /// For an unidentified track, its most likely number among those no ball in view holds,
+    /// when its votes lean to it at all.
+    fn likely_number(&self, held: &[u8]) -> Option<u8> {
+        let total: f32 = self.votes.iter().sum();
+        if total < POCKET_MIN_EVIDENCE {
+            return None;
+        }
+        let (n, v) = self
+            .votes
+            .iter()
+            .enumerate()
+            .filter(|&(n, _)| !held.contains(&(n as u8)))
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        (*v >= POCKET_MIN_SHARE * total).then_some(n as u8)
     }
 
     fn id(&self) -> u64 {
@@ -225,12 +302,20 @@ impl Tracker {
     /// ids, numbers, velocities and motion, in the order of `balls`.
     pub fn update(&mut self, balls: &[Ball], t_ns: u64) -> Vec<TrackedBall> {
         self.pocketed.clear();
-        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let white = identify::white_reference(balls.iter().map(|b| b.features));
         let evidence: Vec<[f32; NUMBERS]> = balls
             .iter()
             .map(|b| identify::evidence(b.kind, &b.features, white))
             .collect();
+        if self.relaid(balls) {
+            // The balls were laid out anew (a rack): no track can follow a ball that jumped
+            // across the table, and an old track that happens to sit where another ball now
+            // lies would hand it a wrong number. Start afresh, and let the jump not count as
+            // motion.
+            self.tracks.clear();
+            self.started_ns = Some(t_ns);
+        }
+        let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let track_of = self.associate(balls, &evidence, t_ns);
         let mut used = vec![false; self.tracks.len()];
         let mut index_of = vec![usize::MAX; balls.len()];
@@ -259,6 +344,12 @@ impl Tracker {
                     seen: true,
                     sightings: 1,
                     jitter: STILL_PX / JITTER_FACTOR,
+                    window: [(b.x, b.y, t_ns); WINDOW],
+                    window_len: 1,
+                    window_next: 1 % WINDOW,
+                    window_jitter: STILL_PX / JITTER_FACTOR,
+                    peak_jitter: 0.0,
+                    still_run: 0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -275,12 +366,39 @@ impl Tracker {
             // and grows with this ball's own jitter on noisy frames, up to a limit so that a
             // slowly rolling ball still counts as moving.
             // (`min` then `max`: on small balls the cap may be below STILL_PX, which wins.)
+            // A ball long at rest whose detection jumps a little (some detectors flip between
+            // two fits of a ball) keeps that jump as its jitter from then on: a ball at rest
+            // is not struck by less than the cap.
+            let cap = MAX_STILL_RADII * t.r;
+            t.peak_jitter *= PEAK_DECAY;
+            if t.still_run >= PEAK_STILL_SIGHTINGS && disp <= cap && dt <= 2.5 * FRAME_S {
+                t.peak_jitter = t.peak_jitter.max(disp);
+            }
             let allowance = (JITTER_FACTOR * t.jitter)
-                .min(MAX_STILL_RADII * t.r)
+                .max(PEAK_FACTOR * t.peak_jitter)
+                .min(cap)
                 .max(STILL_PX);
-            let still = disp < allowance * (dt / FRAME_S).max(1.0);
-            if still && dt <= 2.5 * FRAME_S {
+            let still_now = disp < allowance * (dt / FRAME_S).max(1.0);
+            if still_now && dt <= 2.5 * FRAME_S {
                 t.jitter = 0.95 * t.jitter + 0.05 * disp;
+            }
+            // Still over the frame and over the window: a ball slowing to a stop creeps by
+            // less than the jitter per frame for its last few frames.
+            // Its allowance follows this ball's own displacement over the window while still
+            // (the detector may drift slowly on a ball, e.g. one half hidden).
+            let window_allowance = (JITTER_FACTOR * t.window_jitter)
+                .min(MAX_STILL_RADII * t.r)
+                .max(WINDOW_FACTOR * allowance);
+            let wd = t.window_displacement(b.x, b.y, t_ns);
+            let creeping = wd.is_some_and(|w| w >= window_allowance);
+            let still = still_now && !creeping;
+            t.still_run = if still {
+                t.still_run.saturating_add(1)
+            } else {
+                0
+            };
+            if let (true, Some(w)) = (still_now, wd) {
+                t.window_jitter = 0.95 * t.window_jitter + 0.05 * w;
             }
             if dt > 0.0 {
                 let (ivx, ivy) = if still {
@@ -328,8 +446,12 @@ impl Tracker {
         // Tracks are about to be dropped (indices shift): remember each ball's by serial.
         let serial_of: Vec<u64> = index_of.iter().map(|&i| self.tracks[i].serial).collect();
         self.find_pocketed(t_ns);
-        self.tracks
-            .retain(|t| t.seen || t_ns.saturating_sub(t.t_ns) <= MEMORY_NS);
+        // A ball at rest that the detector misses for a while (in a cluster) is most likely
+        // still there: its track is kept longer than that of a ball last seen rolling.
+        self.tracks.retain(|t| {
+            let memory = if t.moving { MEMORY_NS } else { STILL_MEMORY_NS };
+            t.seen || t_ns.saturating_sub(t.t_ns) <= memory
+        });
         self.identify();
         self.motion = self.tracks.iter().any(|t| t.seen && t.moving);
         let mut out = Vec::with_capacity(balls.len());
@@ -353,6 +475,38 @@ impl Tracker {
             });
         }
         out
+    }
+
+    /// Whether the balls were laid out anew since the last frame: no ball rolled fast, and
+    /// most of the balls seen last frame are not where they were while most of this frame's
+    /// balls lie where no ball was (a hand that hides balls, or a single ball struck, leaves
+    /// one of the two true).
+    fn relaid(&self, balls: &[Ball]) -> bool {
+        // A ball rolling fast (the cue ball about to open a rack) means a game under way; a
+        // creep or the jitter of a noisy frame does not.
+        if self
+            .tracks
+            .iter()
+            .any(|t| t.seen && t.moving && t.speed() * FRAME_S > RELAID_MAX_SPEED_RADII * t.r)
+        {
+            return false;
+        }
+        let last: Vec<&Track> = self.tracks.iter().filter(|t| t.seen).collect();
+        if last.len() < RELAID_MIN_BALLS || balls.len() < RELAID_MIN_BALLS {
+            return false;
+        }
+        let near = |b: &Ball, t: &Track| {
+            (b.x - t.x).powi(2) + (b.y - t.y).powi(2) <= (RELAID_RADII * t.r).powi(2)
+        };
+        let lost = last
+            .iter()
+            .filter(|t| !balls.iter().any(|b| near(b, t)))
+            .count();
+        let new = balls
+            .iter()
+            .filter(|b| !last.iter().any(|t| near(b, t)))
+            .count();
+        2 * lost > last.len() && 2 * new > balls.len()
     }
 
     /// For each ball, the index of its track, or `usize::MAX` for a new one.
@@ -417,6 +571,15 @@ impl Tracker {
             return;
         }
         let pockets = &self.pockets;
+        // Numbers of the balls in view: an unidentified ball that falls is reported by its
+        // most likely number among the others. (A hidden track keeps its number reserved,
+        // and is often this very ball, lost in a collision and found again as a new track.)
+        let held: Vec<u8> = self
+            .tracks
+            .iter()
+            .filter(|t| t.seen)
+            .filter_map(|t| t.number)
+            .collect();
         let mut gone = Vec::new();
         self.tracks.retain(|t| {
             if t.seen || !t.moving || t_ns.saturating_sub(t.t_ns) < POCKET_CONFIRM_NS {
@@ -430,13 +593,16 @@ impl Tracker {
                 d0.min(d1) <= POCKET_RADII * t.r
             });
             if near {
-                if let Some(n) = t.number {
+                if let Some(n) = t.number.or_else(|| t.likely_number(&held)) {
                     gone.push(n);
                 }
                 return false;
             }
             true
         });
+        // The hidden track of a ball reported by its likeliest number was its lost track.
+        self.tracks
+            .retain(|t| t.seen || t.number.is_none_or(|n| !gone.contains(&n)));
         self.pocketed = gone;
     }
 
