@@ -10,7 +10,7 @@
 //! pay only for one sparse histogram.
 
 /// The bright end of a channel: this share of the sampled pixels lies above it.
-const TOP_SHARE: f32 = 0.0005;
+const TOP_SHARE: f32 = 0.001;
 /// The level the bright end is brought up to.
 const TARGET: f32 = 235.0;
 /// Frames whose darkest channel needs less than this gain are left alone.
