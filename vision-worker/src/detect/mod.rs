@@ -6,6 +6,10 @@
 //! Every buffer is kept in the [`Detector`] and reused, so a steady stream allocates nothing
 //! per frame beyond small vectors.
 //!
+//! A dim frame is first lifted to a normal exposure ([`exposure`]: one gain, and in a really
+//! dim room the colour cast taken out too), and its table is looked for on a smoothed copy,
+//! so low light changes neither the table nor the dark balls' contrast on the cloth.
+//!
 //! In a stream ([`Detector::process`]) the table is found once on a clear view and then held
 //! ([`table_hold`]): only a table that stops fitting its four edges for several frames is
 //! detected again, so a cue, a hand or a player over the table cannot move it. Corners from
@@ -15,6 +19,7 @@
 mod balls;
 mod classify;
 mod cue;
+mod exposure;
 pub(crate) mod geom;
 mod table;
 mod table_hold;
@@ -73,6 +78,12 @@ pub struct Detector {
     params: DetectorParams,
     work: Mat,
     small: Mat,
+    /// The full frame with the exposure gains applied, when the frame was dim.
+    full: Mat,
+    /// Spare buffer the lifted working image is written to (then swapped with `work`).
+    lifted: Mat,
+    /// This frame's exposure gains ([`exposure::gains`]), `None` when it was exposed well.
+    gains: Option<[f32; 3]>,
     table: Option<TableModel>,
     source: TableSource,
     hold: TableHold,
@@ -127,6 +138,9 @@ impl Detector {
             params,
             work: Mat::default(),
             small: Mat::default(),
+            full: Mat::default(),
+            lifted: Mat::default(),
+            gains: None,
             table: None,
             source: TableSource::None,
             hold: TableHold::default(),
@@ -301,7 +315,13 @@ impl Detector {
         let k = g.scale();
         let wp = [(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5];
         let cloth = stage.cloth.at(wp[0], wp[1]);
-        let data = frame.data_bytes()?;
+        if let Some(k) = self.gains {
+            scale_channels(frame, &mut self.full, k)?;
+        }
+        let data = match self.gains {
+            Some(_) => self.full.data_bytes()?,
+            None => frame.data_bytes()?,
+        };
         Ok(classify::features(
             data,
             g.fw,
@@ -391,6 +411,11 @@ impl Detector {
                 imgproc::INTER_AREA,
             )?;
         }
+        self.gains = exposure::gains(self.work.data_bytes()?, ww, wh);
+        if let Some(k) = self.gains {
+            scale_channels(&self.work, &mut self.lifted, k)?;
+            std::mem::swap(&mut self.work, &mut self.lifted);
+        }
         Ok(Geometry { fw, fh, ww, wh })
     }
 
@@ -403,8 +428,23 @@ impl Detector {
 
     fn redetect_table_inner(&mut self, g: &Geometry) -> Result<(), DetectError> {
         let (sw, sh) = (g.ww / 2, g.wh / 2);
+        // A lifted dim frame carries the sensor noise times the gain: the table's edges are
+        // looked for on a smoothed copy, whose noise is back near a normal frame's.
+        let smoothed = self.gains.is_some();
+        let blur = if smoothed { 1.2 } else { 0.0 };
+        if smoothed {
+            imgproc::gaussian_blur(
+                &self.work,
+                &mut self.full,
+                Size::new(5, 5),
+                1.2,
+                1.2,
+                opencv::core::BORDER_REPLICATE,
+            )?;
+        }
+        let src = if smoothed { &self.full } else { &self.work };
         imgproc::resize(
-            &self.work,
+            src,
             &mut self.small,
             Size::new(sw as i32, sh as i32),
             0.0,
@@ -413,8 +453,23 @@ impl Detector {
         )?;
         let k = g.ww as f32 / sw as f32;
         let small = self.small.data_bytes()?;
-        let work = self.work.data_bytes()?;
-        let t = table::detect_table(small, sw, sh, k, work, g.ww, g.wh, &mut self.tb)?;
+        let work = src.data_bytes()?;
+        let mut t = table::detect_table(small, sw, sh, k, work, g.ww, g.wh, blur, &mut self.tb)?;
+        if let (true, Some(t)) = (smoothed, t.as_mut()) {
+            // The stages after this one see the unsmoothed frame: the cloth's colour tolerance
+            // must allow for its real noise (a quarter of the way, geometrically: more keeps the dark balls out).
+            imgproc::resize(
+                &self.work,
+                &mut self.small,
+                Size::new(sw as i32, sh as i32),
+                0.0,
+                0.0,
+                imgproc::INTER_AREA,
+            )?;
+            if let Some(c) = table::cloth_reference(self.small.data_bytes()?, sw, sh) {
+                t.cloth.tol = t.cloth.tol.powf(0.75) * c.tol.powf(0.25);
+            }
+        }
         if let (Some(new), Some(old)) = (&t, &self.table) {
             if (new.long_side / old.long_side - 1.0).abs() > 0.05 {
                 self.radius_hint = None;
@@ -445,6 +500,9 @@ impl Detector {
         stage: BallStage,
     ) -> Result<FrameDetections, DetectError> {
         let t_classify = Instant::now();
+        if let Some(k) = self.gains {
+            scale_channels(frame, &mut self.full, k)?;
+        }
         let Some(table) = &self.table else {
             return Ok(FrameDetections::default());
         };
@@ -463,7 +521,10 @@ impl Detector {
             }
         }
         let k = g.scale();
-        let data = frame.data_bytes()?;
+        let data = match self.gains {
+            Some(_) => self.full.data_bytes()?,
+            None => frame.data_bytes()?,
+        };
         let noise_full = stage.cloth.noise * k;
         let r_ref = stage.radius;
         let balls = stage
@@ -522,4 +583,11 @@ impl Detector {
             table_source: self.source,
         })
     }
+}
+
+/// `dst` = `src` with its B, G and R channels multiplied by `k` (saturating).
+fn scale_channels<F: Frame>(src: &F, dst: &mut Mat, k: [f32; 3]) -> Result<(), DetectError> {
+    let s = opencv::core::Scalar::new(k[0] as f64, k[1] as f64, k[2] as f64, 1.0);
+    opencv::core::multiply(src, &s, dst, 1.0, -1)?;
+    Ok(())
 }

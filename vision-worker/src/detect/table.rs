@@ -190,6 +190,7 @@ pub(crate) fn detect_table(
     work: &[u8],
     work_w: usize,
     work_h: usize,
+    edge_blur: f32,
     bufs: &mut TableBuffers,
 ) -> Result<Option<TableModel>, DetectError> {
     let Some(cloth) = cloth_reference(small, sw, sh) else {
@@ -378,7 +379,7 @@ pub(crate) fn detect_table(
         return Ok(None);
     }
     // The cloth region may include the cushions; the playing surface ends at their noses.
-    let playing = nose_corners(work, work_w, work_h, &corners, 2.0 * noise);
+    let playing = nose_corners(work, work_w, work_h, &corners, 2.0 * noise, edge_blur);
     build_model(playing, hull, &corners, cloth, work_w, work_h)
 }
 
@@ -689,7 +690,10 @@ fn refine_quad(mut q: [P2; 4], outline: &[P2], grow: f32) -> Option<[P2; 4]> {
 /// table's width, in the median profile of many cuts across the side (balls and pockets on a
 /// few cuts do not move a median). A side with no clear step (the region already ends at the
 /// nose) stays.
-fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32) -> [P2; 4] {
+///
+/// `blur` is the sigma (pixels) of a smoothing `work` went through: the step is then measured
+/// across that much more, as a smoothed edge is spread over it.
+fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32, blur: f32) -> [P2; 4] {
     let side_len = |i: usize| {
         let (a, b) = (q[i], q[(i + 1) % 4]);
         ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
@@ -743,9 +747,13 @@ fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32) -> [P2
         }
         // Strongest step beyond the region's own edge (the first 1.5 px).
         let bed = median[n_k - 1].max(1.0);
+        let hw = 1 + (blur / step).round() as usize;
+        if n_k <= 2 * hw + 3 {
+            continue;
+        }
         let mut best = (0.0f32, 0usize);
-        for kk in 3..n_k - 1 {
-            let g = (median[kk + 1] - median[kk - 1]).abs();
+        for kk in (2 + hw)..n_k - hw {
+            let g = (median[kk + hw] - median[kk - hw]).abs();
             if g > best.0 {
                 best = (g, kk);
             }
@@ -755,7 +763,7 @@ fn nose_corners(work: &[u8], w: usize, h: usize, q: &[P2; 4], noise: f32) -> [P2
             continue;
         }
         // The bed beyond the step must be steady (not another edge: a ball row, a pocket).
-        let tail = &median[(kk + 2).min(n_k - 1)..];
+        let tail = &median[(kk + 1 + hw).min(n_k - 1)..];
         let spread = tail.iter().fold(0.0f32, |m, v| m.max((v - bed).abs()));
         if spread > 0.5 * g {
             continue;

@@ -210,7 +210,17 @@ fn official(args: &Args, cond: Condition) -> Result<Row> {
             );
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
-            score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
+            let name = format!("official-{}-{seed}-{i}", cond.name());
+            let verbose = args.verbose.then_some(name.as_str());
+            score(
+                &mut row,
+                &truth.balls,
+                &truth.corners,
+                cue.as_ref(),
+                &d,
+                verbose,
+            );
+            dump_table(args, &name, &mat, &truth.corners, &d)?;
             dump_cue(
                 args,
                 &format!("official-{}-{seed}-{i}", cond.name()),
@@ -247,7 +257,17 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
         );
         let mat = bgr_mat(&buf, args.width, args.height)?;
         let d = det.detect(&mat)?;
-        score(&mut row, &truth.balls, &truth.corners, cue.as_ref(), &d);
+        let name = format!("alt-{}-{seed}", cond.name());
+        let verbose = args.verbose.then_some(name.as_str());
+        score(
+            &mut row,
+            &truth.balls,
+            &truth.corners,
+            cue.as_ref(),
+            &d,
+            verbose,
+        );
+        dump_table(args, &name, &mat, &truth.corners, &d)?;
         dump_cue(
             args,
             &format!("alt-{}-{seed}", cond.name()),
@@ -257,6 +277,47 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
         )?;
     }
     Ok(row)
+}
+
+/// With `--dump`: writes frames whose table is off by more than 10 pixels (or missing), with
+/// the true table in green and the found one in magenta.
+fn dump_table(
+    args: &Args,
+    name: &str,
+    mat: &Mat,
+    truth: &[[f32; 2]; 4],
+    d: &FrameDetections,
+) -> Result<()> {
+    use opencv::core::{Point, Scalar, Vector};
+    use opencv::imgproc;
+    let Some(dir) = &args.dump else {
+        return Ok(());
+    };
+    let found = d.table.as_ref().map(|t| t.corners);
+    if found.is_some_and(|c| corner_error(truth, &c) <= 10.0) {
+        return Ok(());
+    }
+    // A dim frame is brightened so the dump can be looked at.
+    let mean = opencv::core::mean(mat, &opencv::core::no_array())?;
+    let lift = (90.0 / (mean[0] + mean[1] + mean[2]).max(1.0) * 3.0).max(1.0);
+    let mut img = Mat::default();
+    mat.convert_to(&mut img, -1, lift, 0.0)?;
+    let mut quad = |q: &[[f32; 2]; 4], colour: Scalar| -> Result<()> {
+        for k in 0..4 {
+            let (a, b) = (q[k], q[(k + 1) % 4]);
+            let p = Point::new(a[0].round() as i32, a[1].round() as i32);
+            let q = Point::new(b[0].round() as i32, b[1].round() as i32);
+            imgproc::line(&mut img, p, q, colour, 1, imgproc::LINE_AA, 0)?;
+        }
+        Ok(())
+    };
+    quad(truth, Scalar::new(0.0, 255.0, 0.0, 0.0))?;
+    if let Some(c) = &found {
+        quad(c, Scalar::new(255.0, 0.0, 255.0, 0.0))?;
+    }
+    let path = dir.join(format!("table-{name}.png"));
+    opencv::imgcodecs::imwrite(&*path.to_string_lossy(), &img, &Vector::new())?;
+    Ok(())
 }
 
 /// With `--dump`: writes frames whose cue is wrong (missed, off, or reported where there is
@@ -321,9 +382,22 @@ fn score(
     corners: &[[f32; 2]; 4],
     cue: Option<&CueTruth>,
     d: &FrameDetections,
+    verbose: Option<&str>,
 ) {
     let dc = d.table.as_ref().map(|t| &t.corners);
+    let before = (row.score.matched, row.score.truths);
     row.score.add(balls, Some(corners), &d.balls, dc);
+    if let Some(name) = verbose {
+        let found = row.score.matched - before.0;
+        let truth = row.score.truths - before.1;
+        let corner = dc.map(|c| corner_error(corners, c));
+        if found < truth || corner.is_none_or(|e| e > 10.0) {
+            println!(
+                "  {name}: {found}/{truth} balls found, {} reported, table corner error {corner:?}",
+                d.balls.len()
+            );
+        }
+    }
     if let Some(dc) = dc {
         row.corner_max = row.corner_max.max(corner_error(corners, dc));
     }
