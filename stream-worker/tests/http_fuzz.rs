@@ -405,7 +405,8 @@ fn hostile_query_strings_get_200_or_a_clear_400_and_never_crash_the_server() {
             "/api/detections" => prop_assert!(matches!(status, 200 | 503), "{status}"),
             _ => prop_assert_eq!(status, 200, "{:?}", out.text()),
         }
-        if status == 400 {
+        // A HEAD answer has no body (HTTP), so only a GET's 400 can carry the error text.
+        if status == 400 && method == "GET" {
             let text = out.text();
             prop_assert!(
                 text.contains("{\"error\":\"query parameter "),
