@@ -6,11 +6,12 @@
 //! lamp pool changes nothing; "neutral" allows for the sensor noise measured on the cloth.
 //!
 //! A lamp's hot highlight on a ball is a small clipped spot (every channel near 255) with a
-//! bright halo: it is white, but not the ball's white. Clipped pixels are left out (unless
-//! most of the ball is clipped: a white ball in a bright pool), and so is the halo around
-//! them, so a highlight never turns a solid into a stripe. A stripe's white cap in bright
-//! light is clipped too, and there the clipped spot lies inside white paint: clipped pixels
-//! whose surroundings beyond the halo are mostly white are the ball's own white and are kept.
+//! bright halo: it is white, but not the ball's white. Clipped pixels are left out with the
+//! halo around them, so a highlight never turns a solid into a stripe, but only when they
+//! look like a highlight: a few percent of the disc, on the ball's colour. More clipped
+//! pixels are the ball's own white in bright light (a stripe's whole cap, a white ball in a
+//! pool), and so are clipped pixels inside white paint (the pixels just beyond their halo
+//! mostly white): leaving those out turned stripes into solids.
 
 use crate::model::{BallKind, KindFeatures};
 
@@ -20,7 +21,9 @@ const DISC: f32 = 0.9;
 const RING: f32 = 0.66;
 /// A channel value this high is clipped by the sensor.
 const CLIPPED: u8 = 250;
-/// Clipped pixels covering less than this share of the disc are a highlight, left out.
+/// Clipped pixels covering less than this share of the disc can be a highlight. A lamp's
+/// highlight covers a few percent (the glare conditions draw windows of up to 5.5%); a
+/// stripe's white cap clipped in bright light covers 10-25% of the disc.
 const HIGHLIGHT_MAX: f32 = 0.08;
 /// Radius of a highlight's halo around its clipped pixels, in ball radii.
 const HALO: f32 = 0.2;
