@@ -83,7 +83,7 @@ pub(crate) fn features(
     };
     let halo2 = (HALO * r).powi(2);
     // Squared distance to the nearest clipped pixel, or at least 4 halos when it is further.
-    let bw = xb + 1 - xa;
+    let bw = (xb + 1).saturating_sub(xa);
     let mut near = Vec::new();
     let mut skip_highlights =
         !clipped.is_empty() && (clipped.len() as f32) < HIGHLIGHT_MAX * disc_n as f32;
