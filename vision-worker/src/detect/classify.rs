@@ -6,9 +6,12 @@
 //! lamp pool changes nothing; "neutral" allows for the sensor noise measured on the cloth.
 //!
 //! A lamp's hot highlight on a ball is a small clipped spot (every channel near 255) with a
-//! bright halo: it is white, but not the ball's white. Clipped pixels are left out (unless
-//! most of the ball is clipped: a white ball in a bright pool), and so is the halo around
-//! them, so a highlight never turns a solid into a stripe.
+//! bright halo: it is white, but not the ball's white. Clipped pixels are left out with the
+//! halo around them, so a highlight never turns a solid into a stripe, but only when they
+//! look like a highlight: a few percent of the disc, on the ball's colour. More clipped
+//! pixels are the ball's own white in bright light (a stripe's whole cap, a white ball in a
+//! pool), and so are clipped pixels inside white paint (the pixels just beyond their halo
+//! mostly white): leaving those out turned stripes into solids.
 
 use crate::model::{BallKind, KindFeatures};
 
@@ -18,10 +21,15 @@ const DISC: f32 = 0.9;
 const RING: f32 = 0.66;
 /// A channel value this high is clipped by the sensor.
 const CLIPPED: u8 = 250;
-/// Clipped pixels covering less than this share of the disc are a highlight, left out.
-const HIGHLIGHT_MAX: f32 = 0.3;
+/// Clipped pixels covering less than this share of the disc can be a highlight. A lamp's
+/// highlight covers a few percent (the glare conditions draw windows of up to 5.5%); a
+/// stripe's white cap clipped in bright light covers 10-25% of the disc.
+const HIGHLIGHT_MAX: f32 = 0.08;
 /// Radius of a highlight's halo around its clipped pixels, in ball radii.
 const HALO: f32 = 0.2;
+/// Clipped pixels are the ball's white, not a highlight, when at least this share of the
+/// pixels just beyond their halo (one to two halo radii from them) are white.
+const WHITE_AROUND_MIN: f32 = 0.5;
 
 /// Measures the ball at `(cx, cy)` with radius `r` in a BGR image (`w` x `h`), given the cloth
 /// colour next to it and the per-channel noise of the image.
@@ -68,16 +76,50 @@ pub(crate) fn features(
             }
         }
     }
-    let skip_highlights =
-        !clipped.is_empty() && (clipped.len() as f32) < HIGHLIGHT_MAX * disc_n as f32;
-    // The halo: within a third of a radius of a clipped pixel.
-    let halo2 = (HALO * r).powi(2);
-    let in_highlight = |x: usize, y: usize| {
-        skip_highlights
-            && clipped
-                .iter()
-                .any(|&(hx, hy)| (x as f32 - hx).powi(2) + (y as f32 - hy).powi(2) <= halo2)
+    // White as the main loop counts it (judged against the cloth, allowing for noise).
+    let is_white = |b: f32, g: f32, rd: f32| {
+        let mx = b.max(g).max(rd);
+        mx - b.min(g).min(rd) <= 0.22 * mx + 2.0 * noise && mx >= 0.6 * vc
     };
+    let halo2 = (HALO * r).powi(2);
+    // Squared distance to the nearest clipped pixel, or at least 4 halos when it is further.
+    let bw = (xb + 1).saturating_sub(xa);
+    let mut near = Vec::new();
+    let mut skip_highlights =
+        !clipped.is_empty() && (clipped.len() as f32) < HIGHLIGHT_MAX * disc_n as f32;
+    if skip_highlights {
+        near = vec![4.0 * halo2 + 1.0; bw * (yb + 1 - ya)];
+        let (mut around, mut around_white) = (0u32, 0u32);
+        for y in ya..=yb {
+            for x in xa..=xb {
+                let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+                if dx * dx + dy * dy > rr * rr {
+                    continue;
+                }
+                let cell = &mut near[(y - ya) * bw + (x - xa)];
+                for &(hx, hy) in &clipped {
+                    *cell = cell.min((x as f32 - hx).powi(2) + (y as f32 - hy).powi(2));
+                    if *cell <= halo2 {
+                        break;
+                    }
+                }
+                if *cell > halo2 && *cell <= 4.0 * halo2 {
+                    around += 1;
+                    let o = (y * w + x) * 3;
+                    around_white += u32::from(is_white(
+                        img[o] as f32,
+                        img[o + 1] as f32,
+                        img[o + 2] as f32,
+                    ));
+                }
+            }
+        }
+        // A highlight sits on the ball's colour; a clipped stripe cap lies inside white paint.
+        skip_highlights = (around_white as f32) < WHITE_AROUND_MIN * around as f32;
+    }
+    // The halo: within a fifth of a radius of a clipped pixel.
+    let in_highlight =
+        |x: usize, y: usize| skip_highlights && near[(y - ya) * bw + (x - xa)] <= halo2;
     for y in ya..=yb {
         for x in xa..=xb {
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
@@ -106,7 +148,7 @@ pub(crate) fn features(
             let mx = b.max(g).max(rd);
             let mn = b.min(g).min(rd);
             let chroma = mx - mn;
-            if chroma <= 0.22 * mx + 2.0 * noise && mx >= 0.6 * vc {
+            if is_white(b, g, rd) {
                 nw += 1;
                 white_value += mx / vc;
                 ring_w += u32::from(in_ring);
@@ -230,6 +272,65 @@ mod tests {
         let hot = features(&red_ball(true), 48, 48, 24.0, 24.0, 14.0, cloth, 1.0);
         assert_eq!(decide(&hot), BallKind::Solid, "{hot:?}");
         assert!(hot.white < 0.05, "{hot:?}");
+    }
+
+    #[test]
+    fn a_stripe_with_a_clipped_cap_is_still_a_stripe() {
+        // A red stripe in bright light: its upper cap is clipped (a fifth of the disc), its
+        // lower cap, turned away from the lamp, is not.
+        let (w, h) = (48usize, 48usize);
+        let mut img = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
+                let px: [u8; 3] = if dx * dx + dy * dy > 14.0 * 14.0 {
+                    [58, 112, 24]
+                } else if dy < -6.0 {
+                    [255; 3]
+                } else if dy > 9.0 {
+                    [228, 234, 236]
+                } else {
+                    [34, 30, 206]
+                };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        let f = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
+        assert_eq!(decide(&f), BallKind::Stripe, "{f:?}");
+        assert!(f.white > 0.25, "{f:?}");
+    }
+
+    #[test]
+    fn a_clipped_spot_inside_white_paint_is_white() {
+        // A small clipped spot in the middle of a stripe's white cap: the white around it
+        // says it is the ball's own white, so none of the cap is left out.
+        let (w, h) = (48usize, 48usize);
+        let mut img = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
+                let px: [u8; 3] = if dx * dx + dy * dy > 14.0 * 14.0 {
+                    [58, 112, 24]
+                } else if dx.abs() <= 1.0 && (-9.0..=-7.0).contains(&dy) {
+                    [255; 3]
+                } else if dy.abs() > 3.0 {
+                    [228, 234, 236]
+                } else {
+                    [34, 30, 206]
+                };
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+        let with_spot = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
+        for y in 15..=17 {
+            for x in 23..=25 {
+                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[228, 234, 236]);
+            }
+        }
+        let plain = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
+        assert_eq!(decide(&with_spot), BallKind::Stripe, "{with_spot:?}");
+        assert_eq!(with_spot.n, plain.n, "{with_spot:?} vs {plain:?}");
+        assert!((with_spot.white - plain.white).abs() < 1e-6);
     }
 
     #[test]
