@@ -416,14 +416,20 @@ fn a_supervised_worker_exits_when_its_supervisor_dies() {
     let ws = Workspace::new("orphan");
     let cfg = ws.config("width = 320\nheight = 180", "kind = \"synthetic\"");
     let _seg = ws.create_segment(320, 180, 3);
-    // A stand-in supervisor: a shell that starts the worker and exits a second later.
+    // A stand-in supervisor: a shell that starts the worker and exits once the worker
+    // publishes (then the worker has taken note of its parent; a fixed sleep raced with a slow
+    // start on a loaded machine, where loading OpenCV's libraries alone can take a second).
+    // The real supervisor also sets PR_SET_PDEATHSIG before exec, which this one does not.
     let pid_file = ws.path("worker.pid");
+    let log = ws.path("orphan.log");
     let script = format!(
-        "'{}' --supervised --config '{}' 2>'{}' & echo $! > '{}'; sleep 1",
-        BIN,
-        cfg.display(),
-        ws.path("orphan.log").display(),
-        pid_file.display()
+        "'{bin}' --supervised --config '{cfg}' 2>'{log}' & echo $! > '{pid}'; \
+         i=0; while ! grep -q 'publishing frames' '{log}' 2>/dev/null && [ $i -lt 600 ]; do \
+         sleep 0.05; i=$((i+1)); done",
+        bin = BIN,
+        cfg = cfg.display(),
+        log = log.display(),
+        pid = pid_file.display()
     );
     let mut sh = std::process::Command::new("sh")
         .arg("-c")
