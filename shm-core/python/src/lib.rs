@@ -61,9 +61,6 @@ const POOL_SIZE: usize = 3;
 
 type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
 
-/// What `Reader.hold` returns: the slot's array, the token for `release`, the metadata.
-type Held<'py> = (Py<PyAny>, HeldBuffer, Bound<'py, PyDict>);
-
 /// `numpy.asarray`, imported once.
 static ASARRAY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
 
@@ -207,7 +204,7 @@ impl Drop for FrameBuffer {
 /// A slot seen in place; `numpy.asarray(held)` is a read-only array over the shared memory.
 /// It owns a reference to the mapping, so the array's memory stays mapped for as long as the
 /// array lives, even after the reader stopped; the bytes are the frame only until the writer
-/// laps the reader (see `Reader.release`).
+/// laps the reader (see [`FrameView`]'s `__exit__`).
 #[pyclass(module = "billiards_shm._native", frozen)]
 struct HeldBuffer {
     held: HeldFrame,
@@ -227,17 +224,6 @@ impl HeldBuffer {
             &self.shape,
             &self.strides,
         )
-    }
-
-    /// Whether the writer has not touched the slot since it was held.
-    fn intact(&self) -> bool {
-        self.held.is_intact()
-    }
-
-    /// The frame number.
-    #[getter]
-    fn frame_number(&self) -> u64 {
-        self.held.meta().frame_number
     }
 
     fn __len__(&self) -> usize {
@@ -584,34 +570,6 @@ impl Reader {
             Some(meta) => Ok(Some((PyBytes::new(py, &buf), meta_dict(py, &meta)?))),
             None => Ok(None),
         }
-    }
-
-    /// Holds the newest unread frame in place for a zero-copy read, waiting up to `timeout`
-    /// seconds (0: do not wait). Returns `(array, held, meta)` or None: `array` is the
-    /// read-only ndarray over the slot (the same object for every frame of that slot), `held`
-    /// the token to pass to `release(held)`. `view()` is the same read in one object.
-    fn hold<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Held<'py>>> {
-        let t = timeout_arg(timeout)?;
-        let Some((array, held)) = self.hold_slot(py, t)? else {
-            return Ok(None);
-        };
-        let meta = *held.meta();
-        let (shape, strides) = geometry(&meta);
-        Ok(Some((
-            array,
-            HeldBuffer {
-                held,
-                shape,
-                strides,
-            },
-            meta_dict(py, &meta)?,
-        )))
-    }
-
-    /// Ends a zero-copy read: True when the writer did not touch the slot meanwhile (the
-    /// frame counts as read), False when it was overwritten (the frame counts as missed).
-    fn release(&self, py: Python<'_>, held: &HeldBuffer) -> bool {
-        self.release_slot(py, &held.held)
     }
 
     /// A zero-copy read as a context manager (see [`FrameView`]): entering waits up to

@@ -238,30 +238,40 @@ pub(crate) fn decide(f: &KindFeatures) -> BallKind {
 mod tests {
     use super::*;
 
-    /// A 48x48 green-cloth image with a red ball of radius 14 at (24, 24) and, optionally, a
-    /// hot highlight (clipped core, bright halo) up and left of its centre.
-    fn red_ball(highlight: bool) -> Vec<u8> {
-        let (w, h) = (48usize, 48usize);
-        let mut img = vec![0u8; w * h * 3];
-        for y in 0..h {
-            for x in 0..w {
+    const W: usize = 48;
+    const CLOTH: [u8; 3] = [58, 112, 24];
+
+    /// A 48x48 image: green cloth outside a ball of radius 14 at (24, 24), `ball(dx, dy)`
+    /// inside it (offsets from the centre).
+    fn paint(ball: impl Fn(f32, f32) -> [u8; 3]) -> Vec<u8> {
+        let mut img = vec![0u8; W * W * 3];
+        for y in 0..W {
+            for x in 0..W {
                 let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
-                let d = (dx * dx + dy * dy).sqrt();
-                let (hx, hy) = (x as f32 - 19.0, y as f32 - 19.0);
-                let dh = (hx * hx + hy * hy).sqrt();
-                let px: [u8; 3] = if d > 14.0 {
-                    [58, 112, 24]
-                } else if highlight && dh <= 2.5 {
-                    [255, 255, 255]
-                } else if highlight && dh <= 4.0 {
-                    [225, 228, 240]
+                let px = if dx * dx + dy * dy > 14.0 * 14.0 {
+                    CLOTH
                 } else {
-                    [34, 30, 206]
+                    ball(dx, dy)
                 };
-                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+                img[(y * W + x) * 3..(y * W + x) * 3 + 3].copy_from_slice(&px);
             }
         }
         img
+    }
+
+    /// A 48x48 green-cloth image with a red ball of radius 14 at (24, 24) and, optionally, a
+    /// hot highlight (clipped core, bright halo) up and left of its centre.
+    fn red_ball(highlight: bool) -> Vec<u8> {
+        paint(|dx, dy| {
+            let dh = ((dx + 5.0).powi(2) + (dy + 5.0).powi(2)).sqrt();
+            if highlight && dh <= 2.5 {
+                [255, 255, 255]
+            } else if highlight && dh <= 4.0 {
+                [225, 228, 240]
+            } else {
+                [34, 30, 206]
+            }
+        })
     }
 
     #[test]
@@ -278,23 +288,16 @@ mod tests {
     fn a_stripe_with_a_clipped_cap_is_still_a_stripe() {
         // A red stripe in bright light: its upper cap is clipped (a fifth of the disc), its
         // lower cap, turned away from the lamp, is not.
-        let (w, h) = (48usize, 48usize);
-        let mut img = vec![0u8; w * h * 3];
-        for y in 0..h {
-            for x in 0..w {
-                let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
-                let px: [u8; 3] = if dx * dx + dy * dy > 14.0 * 14.0 {
-                    [58, 112, 24]
-                } else if dy < -6.0 {
-                    [255; 3]
-                } else if dy > 9.0 {
-                    [228, 234, 236]
-                } else {
-                    [34, 30, 206]
-                };
-                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+        let (w, h) = (W, W);
+        let img = paint(|_, dy| {
+            if dy < -6.0 {
+                [255; 3]
+            } else if dy > 9.0 {
+                [228, 234, 236]
+            } else {
+                [34, 30, 206]
             }
-        }
+        });
         let f = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
         assert_eq!(decide(&f), BallKind::Stripe, "{f:?}");
         assert!(f.white > 0.25, "{f:?}");
@@ -304,23 +307,16 @@ mod tests {
     fn a_clipped_spot_inside_white_paint_is_white() {
         // A small clipped spot in the middle of a stripe's white cap: the white around it
         // says it is the ball's own white, so none of the cap is left out.
-        let (w, h) = (48usize, 48usize);
-        let mut img = vec![0u8; w * h * 3];
-        for y in 0..h {
-            for x in 0..w {
-                let (dx, dy) = (x as f32 - 24.0, y as f32 - 24.0);
-                let px: [u8; 3] = if dx * dx + dy * dy > 14.0 * 14.0 {
-                    [58, 112, 24]
-                } else if dx.abs() <= 1.0 && (-9.0..=-7.0).contains(&dy) {
-                    [255; 3]
-                } else if dy.abs() > 3.0 {
-                    [228, 234, 236]
-                } else {
-                    [34, 30, 206]
-                };
-                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+        let (w, h) = (W, W);
+        let mut img = paint(|dx, dy| {
+            if dx.abs() <= 1.0 && (-9.0..=-7.0).contains(&dy) {
+                [255; 3]
+            } else if dy.abs() > 3.0 {
+                [228, 234, 236]
+            } else {
+                [34, 30, 206]
             }
-        }
+        });
         let with_spot = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
         for y in 15..=17 {
             for x in 23..=25 {
@@ -336,15 +332,8 @@ mod tests {
     #[test]
     fn a_white_ball_in_a_bright_pool_is_still_white() {
         // Every pixel of the ball clipped: it is the ball's white, not a highlight.
-        let (w, h) = (48usize, 48usize);
-        let mut img = vec![0u8; w * h * 3];
-        for y in 0..h {
-            for x in 0..w {
-                let d = ((x as f32 - 24.0).powi(2) + (y as f32 - 24.0).powi(2)).sqrt();
-                let px: [u8; 3] = if d > 14.0 { [58, 112, 24] } else { [255; 3] };
-                img[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
-            }
-        }
+        let (w, h) = (W, W);
+        let img = paint(|_, _| [255; 3]);
         let f = features(&img, w, h, 24.0, 24.0, 14.0, [58.0, 112.0, 24.0], 1.0);
         assert_eq!(decide(&f), BallKind::Cue, "{f:?}");
     }

@@ -240,9 +240,8 @@ impl Detector {
         Ok(())
     }
 
-    /// The table model of the fixed corners, with the cloth colour measured on this frame.
-    fn build_fixed(&mut self, g: &Geometry, corners: [[f32; 2]; 4]) -> Result<(), DetectError> {
-        let (sw, sh) = (g.ww / 2, g.wh / 2);
+    /// `small` = the working image at `sw` x `sh` (area-averaged), where the table is sought.
+    fn shrink_work(&mut self, sw: usize, sh: usize) -> Result<(), DetectError> {
         imgproc::resize(
             &self.work,
             &mut self.small,
@@ -251,6 +250,13 @@ impl Detector {
             0.0,
             imgproc::INTER_AREA,
         )?;
+        Ok(())
+    }
+
+    /// The table model of the fixed corners, with the cloth colour measured on this frame.
+    fn build_fixed(&mut self, g: &Geometry, corners: [[f32; 2]; 4]) -> Result<(), DetectError> {
+        let (sw, sh) = (g.ww / 2, g.wh / 2);
+        self.shrink_work(sw, sh)?;
         let (kx, ky) = (g.fw as f32 / g.ww as f32, g.fh as f32 / g.wh as f32);
         let work_corners = corners.map(|p| [(p[0] + 0.5) / kx - 0.5, (p[1] + 0.5) / ky - 0.5]);
         let t =
@@ -458,14 +464,7 @@ impl Detector {
         if let (true, Some(t)) = (smoothed, t.as_mut()) {
             // The stages after this one see the unsmoothed frame: the cloth's colour tolerance
             // must allow for its real noise (a quarter of the way, geometrically: more keeps the dark balls out).
-            imgproc::resize(
-                &self.work,
-                &mut self.small,
-                Size::new(sw as i32, sh as i32),
-                0.0,
-                0.0,
-                imgproc::INTER_AREA,
-            )?;
+            self.shrink_work(sw, sh)?;
             if let Some(c) = table::cloth_reference(self.small.data_bytes()?, sw, sh) {
                 t.cloth.tol = t.cloth.tol.powf(0.75) * c.tol.powf(0.25);
             }

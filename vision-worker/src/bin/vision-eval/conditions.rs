@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use billiards_vision_worker::detect::Detector;
 use billiards_vision_worker::eval::Score;
 use billiards_vision_worker::model::FrameDetections;
-use billiards_vision_worker::scene::{conditions as alt, render_alt, AltScene};
+use billiards_vision_worker::scene::{conditions as alt, render_alt, AltScene, Truth};
 use opencv::core::Mat;
 use opencv::prelude::*;
 use video_worker::synthetic::conditions::{Condition, CueTruth};
@@ -211,23 +211,7 @@ fn official(args: &Args, cond: Condition) -> Result<Row> {
             let truth = official_truth(&gt, args.width, args.height);
             let d = det.detect(&mat)?;
             let name = format!("official-{}-{seed}-{i}", cond.name());
-            let verbose = args.verbose.then_some(name.as_str());
-            score(
-                &mut row,
-                &truth.balls,
-                &truth.corners,
-                cue.as_ref(),
-                &d,
-                verbose,
-            );
-            dump_table(args, &name, &mat, &truth.corners, &d)?;
-            dump_cue(
-                args,
-                &format!("official-{}-{seed}-{i}", cond.name()),
-                &mat,
-                cue.as_ref(),
-                &d,
-            )?;
+            judge(args, &mut row, &name, &mat, &truth, cue.as_ref(), &d)?;
         }
     }
     Ok(row)
@@ -258,29 +242,29 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
         let mat = bgr_mat(&buf, args.width, args.height)?;
         let d = det.detect(&mat)?;
         let name = format!("alt-{}-{seed}", cond.name());
-        let verbose = args.verbose.then_some(name.as_str());
-        score(
-            &mut row,
-            &truth.balls,
-            &truth.corners,
-            cue.as_ref(),
-            &d,
-            verbose,
-        );
-        dump_table(args, &name, &mat, &truth.corners, &d)?;
-        dump_cue(
-            args,
-            &format!("alt-{}-{seed}", cond.name()),
-            &mat,
-            cue.as_ref(),
-            &d,
-        )?;
+        judge(args, &mut row, &name, &mat, &truth, cue.as_ref(), &d)?;
     }
     Ok(row)
 }
 
 /// With `--dump`: writes frames whose table is off by more than 10 pixels (or missing), with
 /// the true table in green and the found one in magenta.
+/// Scores frame `name` into `row` and, when asked, dumps its table and cue pictures.
+fn judge(
+    args: &Args,
+    row: &mut Row,
+    name: &str,
+    mat: &Mat,
+    truth: &Truth,
+    cue: Option<&CueTruth>,
+    d: &FrameDetections,
+) -> Result<()> {
+    let verbose = args.verbose.then_some(name);
+    score(row, &truth.balls, &truth.corners, cue, d, verbose);
+    dump_table(args, name, mat, &truth.corners, d)?;
+    dump_cue(args, name, mat, cue, d)
+}
+
 fn dump_table(
     args: &Args,
     name: &str,
