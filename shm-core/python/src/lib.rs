@@ -130,9 +130,28 @@ fn geometry(meta: &FrameMeta) -> (Vec<usize>, Option<Vec<usize>>) {
     }
 }
 
+/// An empty-valued dict with the metadata keys, copied for every frame's `meta`.
+static META_TEMPLATE: GILOnceCell<Py<PyDict>> = GILOnceCell::new();
+
 fn meta_dict<'py>(py: Python<'py>, m: &FrameMeta) -> PyResult<Bound<'py, PyDict>> {
-    // Interned keys: made and hashed once, not for every frame of every reader.
-    let d = PyDict::new(py);
+    // A copy of a dict that already has the six (interned) keys gets a key table of the right
+    // size in one allocation; a new dict would grow its table at the sixth key, and each of
+    // those allocations is memory a freshly woken reader touches with cold caches.
+    let template = META_TEMPLATE.get_or_try_init(py, || {
+        let d = PyDict::new(py);
+        for key in [
+            intern!(py, "frame_number"),
+            intern!(py, "capture_ns"),
+            intern!(py, "publish_ns"),
+            intern!(py, "width"),
+            intern!(py, "height"),
+            intern!(py, "writer_generation"),
+        ] {
+            d.set_item(key, py.None())?;
+        }
+        Ok::<_, PyErr>(d.unbind())
+    })?;
+    let d = template.bind(py).copy()?;
     d.set_item(intern!(py, "frame_number"), m.frame_number)?;
     d.set_item(intern!(py, "capture_ns"), m.capture_ns)?;
     d.set_item(intern!(py, "publish_ns"), m.publish_ns)?;
@@ -354,10 +373,20 @@ impl Reader {
 
     /// Ends a hold: whether the slot was left intact (the frame counts as read).
     fn release_slot(&self, py: Python<'_>, held: &HeldFrame) -> bool {
-        py.allow_threads(|| match lock(&self.inner).as_mut() {
+        let release = |inner: &mut Option<shm_core::Reader>| match inner.as_mut() {
             Some(r) => matches!(r.release(held), ZeroCopy::Intact { .. }),
             None => held.is_intact(),
-        })
+        };
+        // The lock is free unless another thread of this process waits on this reader; only
+        // then is the GIL let go while waiting for it (that thread may need the GIL to finish).
+        // Not letting it go otherwise spares every frame a GIL hand-over.
+        match self.inner.try_lock() {
+            Ok(mut g) => release(&mut g),
+            Err(std::sync::TryLockError::Poisoned(e)) => release(&mut e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                py.allow_threads(|| release(&mut lock(&self.inner)))
+            }
+        }
     }
 }
 
@@ -573,8 +602,11 @@ impl Reader {
     }
 
     /// A zero-copy read as a context manager (see [`FrameView`]): entering waits up to
-    /// `timeout` seconds (`inf`: forever) for a new frame.
-    fn view(slf: Py<Self>, timeout: f64) -> PyResult<FrameView> {
+    /// `timeout` seconds (`None` or `inf`: forever) for a new frame. `VideoConsumer.view` is
+    /// this method itself (no Python frame per frame), so it takes the public signature.
+    #[pyo3(signature = (timeout = Some(1.0)))]
+    fn view(slf: Py<Self>, timeout: Option<f64>) -> PyResult<FrameView> {
+        let timeout = timeout.unwrap_or(f64::INFINITY);
         Ok(FrameView {
             reader: slf,
             timeout: timeout_arg(timeout)?,

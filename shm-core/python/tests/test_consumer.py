@@ -319,6 +319,55 @@ def test_waits_release_the_gil(video_worker, segment_name, fallback_dir):
     assert f.shape == (240, 320, 3)
 
 
+def test_a_view_and_a_waiting_thread_share_one_consumer(video_worker, segment_name,
+                                                        fallback_dir):
+    # A view is released while another thread of the process may sleep on the same reader
+    # (holding its lock): neither may stall the other for good.
+    video_worker(width=320, height=240, fps=60)
+    c = consumer(segment_name, fallback_dir, name="shared").start()
+    counts = {"thread": 0}
+
+    def other():
+        for _ in range(40):
+            c.wait_frame(timeout=10.0)
+            counts["thread"] += 1
+
+    th = threading.Thread(target=other)
+    th.start()
+    views = 0
+    for _ in range(40):
+        try:
+            with c.view(timeout=10.0) as (arr, meta):
+                assert arr.shape == (240, 320, 3)
+        except bs.FrameOverwritten:
+            pass  # the other thread's wait outlasted the slot: still a release, not a hang
+        views += 1
+    th.join(timeout=60.0)
+    assert not th.is_alive(), "the waiting thread never finished"
+    assert counts["thread"] == 40 and views == 40
+
+
+def test_view_takes_its_timeout_as_documented(video_worker, segment_name, fallback_dir):
+    video_worker(width=320, height=240)
+    c = consumer(segment_name, fallback_dir, name="timeouts").start()
+    for v in (c.view(), c.view(None), c.view(5), c.view(timeout=5.0), c.view(float("inf"))):
+        with v as (arr, meta):
+            assert arr.shape == (240, 320, 3) and meta["width"] == 320
+    with pytest.raises(ValueError, match="timeout must be"):
+        c.view(-1.0)
+
+    class Logged(bs.VideoConsumer):
+        def view(self, timeout=1.0):
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().view(timeout)
+
+    s = Logged(segment_name, attach_timeout=10.0, fallback_dir=str(fallback_dir)).start()
+    with s.view(5.0) as (arr, meta):
+        pass
+    assert s.calls == 1, "a subclass's own view() must be the one called"
+    s.stop()
+
+
 READER_CHILD = r"""
 import json, sys
 import billiards_shm as bs

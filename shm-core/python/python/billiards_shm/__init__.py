@@ -146,6 +146,13 @@ class VideoConsumer(_Consumer):
         fallback_dir: Optional[str] = None,
     ) -> None:
         super().__init__(shm_name, attach_timeout, name=name, fallback_dir=fallback_dir)
+        if type(self).view is VideoConsumer.view:
+            # The hot path of a zero-copy reader: the native method itself, so each frame
+            # costs no Python call frame (a freshly woken reader runs it with cold caches,
+            # and with many readers on few cores each one's cost delays the others). It takes
+            # the same arguments as the method below, which documents it. A subclass that
+            # overrides view() keeps its own.
+            self.view = self._reader.view  # type: ignore[method-assign]
 
     @classmethod
     def from_config(
