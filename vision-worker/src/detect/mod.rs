@@ -7,8 +7,9 @@
 //! per frame beyond small vectors.
 //!
 //! A dim frame is first lifted to a normal exposure ([`exposure`]: one gain, and in a really
-//! dim room the colour cast taken out too), and its table is looked for on a smoothed copy,
-//! so low light changes neither the table nor the dark balls' contrast on the cloth.
+//! dim room the colour cast taken out too) and smoothed, since the gain lifts the sensor noise
+//! too; its table is looked for on a copy smoothed further, so low light changes neither the
+//! table nor the dark balls' contrast on the cloth.
 //!
 //! In a stream ([`Detector::process`]) the table is found once on a clear view and then held
 //! ([`table_hold`]): only a table that stops fitting its four edges for several frames is
@@ -80,7 +81,7 @@ pub struct Detector {
     small: Mat,
     /// The full frame with the exposure gains applied, when the frame was dim.
     full: Mat,
-    /// Spare buffer the lifted working image is written to (then swapped with `work`).
+    /// Spare buffer the lifted working image is written to (then smoothed into `work`).
     lifted: Mat,
     /// This frame's exposure gains ([`exposure::gains`]), `None` when it was exposed well.
     gains: Option<[f32; 3]>,
@@ -336,7 +337,7 @@ impl Detector {
             y,
             r,
             cloth,
-            stage.cloth.noise * k,
+            self.full_noise(stage.cloth.noise, k),
         ))
     }
 
@@ -365,6 +366,18 @@ impl Detector {
         self.prof = [0; 4];
         self.bb.times = StageTimes::default();
         self.frames = 0;
+    }
+
+    /// The noise of the full frame the kinds are read from, given `work_noise` measured on the
+    /// cloth of the working image `k` times smaller: area averaging halved it, and on a lifted
+    /// frame the smoothing took it down further.
+    fn full_noise(&self, work_noise: f32, k: f32) -> f32 {
+        let kept = if self.gains.is_some() {
+            exposure::noise_kept(exposure::DENOISE_SIGMA, exposure::DENOISE_TAPS)
+        } else {
+            1.0
+        };
+        work_noise * k / kept
     }
 
     fn prepare<F: Frame>(&mut self, frame: &F) -> Result<Geometry, DetectError> {
@@ -419,8 +432,19 @@ impl Detector {
         }
         self.gains = exposure::gains(self.work.data_bytes()?, ww, wh);
         if let Some(k) = self.gains {
+            // The gain lifts the sensor noise with the light: the balls are looked for on a
+            // smoothed copy (a normally exposed frame is left exactly as it was).
             scale_channels(&self.work, &mut self.lifted, k)?;
-            std::mem::swap(&mut self.work, &mut self.lifted);
+            let s = exposure::DENOISE_SIGMA;
+            let taps = exposure::DENOISE_TAPS;
+            imgproc::gaussian_blur(
+                &self.lifted,
+                &mut self.work,
+                Size::new(taps, taps),
+                s,
+                s,
+                opencv::core::BORDER_REPLICATE,
+            )?;
         }
         Ok(Geometry { fw, fh, ww, wh })
     }
@@ -435,16 +459,20 @@ impl Detector {
     fn redetect_table_inner(&mut self, g: &Geometry) -> Result<(), DetectError> {
         let (sw, sh) = (g.ww / 2, g.wh / 2);
         // A lifted dim frame carries the sensor noise times the gain: the table's edges are
-        // looked for on a smoothed copy, whose noise is back near a normal frame's.
+        // looked for on a copy smoothed with a sigma of `blur` in all (the working image is
+        // already smoothed with exposure::DENOISE_SIGMA; Gaussians add in squares).
         let smoothed = self.gains.is_some();
-        let blur = if smoothed { 1.2 } else { 0.0 };
+        let blur = if smoothed { TABLE_BLUR } else { 0.0 };
         if smoothed {
+            let extra = (f64::from(TABLE_BLUR).powi(2) - exposure::DENOISE_SIGMA.powi(2))
+                .max(0.09)
+                .sqrt();
             imgproc::gaussian_blur(
                 &self.work,
                 &mut self.full,
                 Size::new(5, 5),
-                1.2,
-                1.2,
+                extra,
+                extra,
                 opencv::core::BORDER_REPLICATE,
             )?;
         }
@@ -524,7 +552,7 @@ impl Detector {
             Some(_) => self.full.data_bytes()?,
             None => frame.data_bytes()?,
         };
-        let noise_full = stage.cloth.noise * k;
+        let noise_full = self.full_noise(stage.cloth.noise, k);
         let r_ref = stage.radius;
         let balls = stage
             .balls
@@ -583,6 +611,9 @@ impl Detector {
         })
     }
 }
+
+/// Sigma (working pixels) of all the smoothing the table of a lifted frame is looked for on.
+const TABLE_BLUR: f32 = 1.2;
 
 /// `dst` = `src` with its B, G and R channels multiplied by `k` (saturating).
 fn scale_channels<F: Frame>(src: &F, dst: &mut Mat, k: [f32; 3]) -> Result<(), DetectError> {

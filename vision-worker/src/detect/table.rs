@@ -231,8 +231,9 @@ pub(crate) fn detect_table(
     // Edges cut the cloth region: with a grey or nearly black cloth, rails and floor can have
     // its colour, but the cushion and the rail still meet it along a step. Smooth lighting
     // and the cloth's noise stay below the threshold. When the region still runs into the
-    // frame's edges on three sides (it leaked into a floor of the cloth's colour), the
-    // threshold is lowered until the rails' fainter edges hold it.
+    // frame's edges on three sides (two in a lifted dim frame, see `leak_sides`: it leaked
+    // into a floor of the cloth's colour), the threshold is lowered until the rails' fainter
+    // edges hold it.
     let noise = pixel_noise(small, sw, sh, &cloth);
     bufs.grad.clear();
     bufs.grad.resize(sw * sh, 0);
@@ -308,7 +309,7 @@ pub(crate) fn detect_table(
             top + bh >= sh as i32 - 1,
         ];
         tracing::trace!(attempt, noise, g_thr, ?sides, ?cloth, "table region");
-        if sides.iter().filter(|&&b| b).count() < 3 || g_thr <= g_floor {
+        if sides.iter().filter(|&&b| b).count() < leak_sides(edge_blur) || g_thr <= g_floor {
             break;
         }
         g_thr = (0.5 * g_thr).max(g_floor);
@@ -472,6 +473,19 @@ fn build_model(
     }))
 }
 
+/// How many frame sides the cloth region may reach before the edge threshold is lowered to
+/// hold it at the rails. A lifted dim frame (smoothed by `edge_blur` > 0) gives floor and rail
+/// colours only a little way from the cloth's, so running out of the frame on two sides is
+/// already a leak there (no table of these scenes fills two sides of the view); a normally
+/// exposed frame keeps the rule of three sides.
+fn leak_sides(edge_blur: f32) -> usize {
+    if edge_blur > 0.0 {
+        2
+    } else {
+        3
+    }
+}
+
 /// Number of labels in a `connected_components_with_stats` result.
 fn n_labels(stats: &Mat) -> Result<i32, DetectError> {
     Ok(stats.rows())
@@ -492,8 +506,34 @@ fn merge_split_cloth(
     // left to the nose search).
     let min_thickness = 0.05 * sw.min(sh) as f32;
     let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).copied().unwrap_or(0);
+    // The frame sides (left, top, right, bottom) a piece reaches.
+    let reaches = |l: i32| {
+        let (x, y) = (
+            stat(l, imgproc::CC_STAT_LEFT),
+            stat(l, imgproc::CC_STAT_TOP),
+        );
+        let (w, h) = (
+            stat(l, imgproc::CC_STAT_WIDTH),
+            stat(l, imgproc::CC_STAT_HEIGHT),
+        );
+        [
+            x <= 1,
+            y <= 1,
+            x + w >= sw as i32 - 1,
+            y + h >= sh as i32 - 1,
+        ]
+    };
+    let main_reaches = reaches(main);
     let candidates: Vec<i32> = (1..n)
         .filter(|&l| l != main)
+        // A piece of the bed lies between the rails: one that runs out of the frame where the
+        // main piece does not is floor of the cloth's colour beyond a rail.
+        .filter(|&l| {
+            reaches(l)
+                .iter()
+                .zip(main_reaches.iter())
+                .all(|(&piece, &main)| !piece || main)
+        })
         .filter(|&l| {
             let area = stat(l, imgproc::CC_STAT_AREA);
             let long = stat(l, imgproc::CC_STAT_WIDTH).max(stat(l, imgproc::CC_STAT_HEIGHT));
@@ -894,4 +934,91 @@ fn quad_from_hull(hull: &[P2]) -> Result<Option<[P2; 4]>, DetectError> {
         return Ok(None);
     }
     Ok(Some(corners))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels `mask` (`w` x `h`) into `bufs` as `detect_table` does and makes the piece under
+    /// `(cx, cy)` the main one; returns its label and the number of labels.
+    fn label(
+        bufs: &mut TableBuffers,
+        mask: &[u8],
+        w: usize,
+        h: usize,
+        c: (usize, usize),
+    ) -> (i32, i32) {
+        let m = Mat::new_rows_cols_with_data::<u8>(h as i32, w as i32, mask).unwrap();
+        let n = imgproc::connected_components_with_stats(
+            &m,
+            &mut bufs.labels,
+            &mut bufs.stats,
+            &mut bufs.centroids,
+            4,
+            core::CV_32S,
+        )
+        .unwrap();
+        let labels = bufs.labels.data_typed::<i32>().unwrap();
+        let main = labels[c.1 * w + c.0];
+        bufs.component = labels
+            .iter()
+            .map(|&l| if l == main { 255 } else { 0 })
+            .collect();
+        (main, n)
+    }
+
+    #[test]
+    fn cloth_cut_by_a_cue_is_joined_but_floor_beyond_a_rail_is_not() {
+        let (w, h) = (160usize, 100usize);
+        let mut mask = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                // The bed, cut across by a cue three pixels wide; and a patch of floor of the
+                // cloth's colour five pixels beyond its left side, running out of the frame.
+                let bed = (30..130).contains(&x) && (20..80).contains(&y) && !(78..81).contains(&x);
+                let floor = x < 25 && (30..70).contains(&y);
+                if bed || floor {
+                    mask[y * w + x] = 255;
+                }
+            }
+        }
+        let mut bufs = TableBuffers::default();
+        let (main, n) = label(&mut bufs, &mask, w, h, (60, 50));
+        assert_eq!(n, 4, "background, two halves of the bed and the floor");
+        assert!(merge_split_cloth(&mut bufs, w, h, main, n).unwrap());
+        let at = |x: usize, y: usize| bufs.component[y * w + x];
+        assert_eq!(at(60, 50), 255, "the main half");
+        assert_eq!(
+            at(100, 50),
+            255,
+            "the half beyond the cue is the same cloth"
+        );
+        assert_eq!(at(10, 50), 0, "the floor beyond the rail is not the table");
+    }
+
+    #[test]
+    fn a_table_running_out_of_the_frame_still_joins_its_pieces() {
+        // The main piece itself runs out on the left; the piece beyond the cue does not.
+        let (w, h) = (160usize, 100usize);
+        let mut mask = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let bed = x < 130 && (20..80).contains(&y) && !(78..81).contains(&x);
+                if bed {
+                    mask[y * w + x] = 255;
+                }
+            }
+        }
+        let mut bufs = TableBuffers::default();
+        let (main, n) = label(&mut bufs, &mask, w, h, (40, 50));
+        assert!(merge_split_cloth(&mut bufs, w, h, main, n).unwrap());
+        assert_eq!(bufs.component[50 * w + 100], 255);
+    }
+
+    #[test]
+    fn a_dim_frame_takes_two_frame_sides_for_a_leak() {
+        assert_eq!(leak_sides(0.0), 3, "normally exposed frames are unchanged");
+        assert_eq!(leak_sides(1.2), 2);
+    }
 }

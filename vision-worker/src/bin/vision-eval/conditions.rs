@@ -380,6 +380,18 @@ fn score(
                 "  {name}: {found}/{truth} balls found, {} reported, table corner error {corner:?}",
                 d.balls.len()
             );
+            // Which balls were lost: their number and where they lie (the detector's misses
+            // differ by colour and by distance to the cushions).
+            let hit: Vec<usize> = billiards_vision_worker::eval::match_balls(balls, &d.balls)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            for (_, b) in balls.iter().enumerate().filter(|(i, _)| !hit.contains(i)) {
+                println!(
+                    "    lost ball {} at ({:.0}, {:.0}) r {:.1}",
+                    b.number, b.x, b.y, b.radius
+                );
+            }
         }
     }
     if let Some(dc) = dc {
