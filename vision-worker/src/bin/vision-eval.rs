@@ -78,6 +78,10 @@ struct Args {
     /// Print one line per frame with an error.
     #[arg(long)]
     verbose: bool,
+    /// With `--condition`: score only the alt renderer's frame of this index (its scene seed is
+    /// `first_seed * 1000 + index`, the number in the `--verbose` lines), to look at one frame.
+    #[arg(long)]
+    only_frame: Option<u64>,
     /// Append one CSV line per detection (renderer, matched, support, rms in radii, radius)
     /// to this file, to study the acceptance thresholds.
     #[arg(long)]
@@ -182,6 +186,13 @@ impl LensRoundTrip {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The detector's trace lines, when asked for (`RUST_LOG=billiards_vision_worker=trace`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // One core, as the speed goal says (OpenCV would otherwise spread over every core).
     opencv::core::set_num_threads(1)?;
     if let Some(secs) = args.latency {

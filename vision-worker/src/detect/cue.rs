@@ -7,7 +7,9 @@
 //! axis), which gives the angle to a fraction of a degree over a stick many balls long.
 //!
 //! The tip is the end that lies inside the table (the butt leaves it over the rail); when
-//! both ends are on the cloth it is the thinner end. Its position is then found on the image
+//! both ends are on the cloth it is the thinner end. Pixels past the tip that are wider than
+//! the stick or off its axis (balls the ball stage missed, a rack the tip touches) are cut off
+//! the run ([`stick_end`]). Its position is then found on the image
 //! itself, walking out along the axis until the pixels are cloth again: the thin tip and
 //! light ferrule are partly lost by the foreground's clean-up, the pixels are not.
 
@@ -168,6 +170,15 @@ pub(crate) fn find_cue(
             if ax.length < 2.0 * r || half_width > 0.6 * r || !cut_off {
                 continue;
             }
+            // A short piece at a pocket is its jaw (the cushion's cut end), not a tip.
+            let jaw = 2.5 * prior_radius(inp.table);
+            if ends.iter().any(|&p| {
+                pockets(&inp.table.playing)
+                    .iter()
+                    .any(|q| dist(p, *q) < jaw)
+            }) {
+                continue;
+            }
         }
         // A line along a side is a cushion's nose or shadow seen a little inside a table
         // whose corners are a few pixels off, not a cue.
@@ -256,6 +267,7 @@ pub(crate) fn find_cue(
     } else {
         ([-ax.e[0], -ax.e[1]], t_lo)
     };
+    let t_end = stick_end(&bufs.pts, &ax, t_end, if tip_is_hi { 1.0 } else { -1.0 }, r);
     let rough = end(t_end);
     let tip = walk_to_tip(inp, rough, dir, r);
     let length = t_hi - t_lo;
@@ -291,6 +303,24 @@ fn inner_mask(table: &TableModel, bufs: &mut CueBuffers) -> Result<(), DetectErr
     imgproc::fill_convex_poly(&mut bufs.inner, &pts, Scalar::all(1.0), imgproc::LINE_8, 4)?;
     bufs.inner_for = Some(key);
     Ok(())
+}
+
+/// The six pockets' mouths: the corners `q` of the playing area and the middles of its long
+/// sides.
+fn pockets(q: &[P2; 4]) -> [P2; 6] {
+    let mid = |a: P2, b: P2| [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
+    // The long sides are the pair of opposite sides with the greater length.
+    let (s01, s12) = (dist(q[0], q[1]), dist(q[1], q[2]));
+    let (m1, m2) = if s01 >= s12 {
+        (mid(q[0], q[1]), mid(q[2], q[3]))
+    } else {
+        (mid(q[1], q[2]), mid(q[3], q[0]))
+    };
+    [q[0], q[1], q[2], q[3], m1, m2]
+}
+
+fn dist(a: P2, b: P2) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
 
 /// The ball stage's prior radius: an 80th of the table's long side.
@@ -371,6 +401,68 @@ fn connected_run(
         lo = t;
     }
     (lo, hi)
+}
+
+/// Where the stick ends toward its tip. `pts` are the stick pixels along `ax` (ROI
+/// coordinates), reaching `t_end` on the tip side, which lies towards `sign` (+1 or -1) along
+/// the axis. The run of pixels can go on past the tip into balls the ball stage missed (a tip
+/// against a rack): those are wider than the stick, which only narrows towards its tip, or off
+/// its axis. Walking towards the tip in steps of half a radius, the stick ends where a radius
+/// of such pixels begins.
+fn stick_end(pts: &[P2], ax: &Axis, t_end: f32, sign: f32, r: f32) -> f32 {
+    const BINS: usize = 32;
+    let bin = 0.5 * r;
+    let s_end = sign * t_end;
+    let s0 = s_end - BINS as f32 * bin;
+    // Per bin: pixels, sum of the signed distance from the axis.
+    let mut count = [0u32; BINS];
+    let mut side = [0.0f32; BINS];
+    for &p in pts {
+        let s = sign * ax.along(p);
+        if s < s0 {
+            continue;
+        }
+        let k = (((s - s0) / bin) as usize).min(BINS - 1);
+        count[k] += 1;
+        side[k] += ax.perp(p);
+    }
+    // The stick's width: the median over the window, which the stick fills for the most
+    // part (the near end of the window may be clipped at the rim or cut by a ball, so the
+    // width is not taken from there alone).
+    let mut dens: Vec<u32> = count.iter().copied().filter(|&c| c > 0).collect();
+    if dens.len() < 4 {
+        return t_end;
+    }
+    dens.sort_unstable();
+    let stick = dens[dens.len() / 2] as f32;
+    let (mut last_good, mut bad) = (None::<usize>, 0u32);
+    let mut recent = [0u32; 6];
+    for k in 0..BINS {
+        // Empty bins and slivers are where a ball was cut out of the stick.
+        if (count[k] as f32) < 0.5 * stick {
+            continue;
+        }
+        // The stick narrows towards its tip: a bin may be as wide as the stick just behind
+        // it, or as the median where that is wider.
+        let behind = recent.iter().copied().max().unwrap_or(0) as f32;
+        let off_axis = (side[k] / count[k] as f32).abs() > 0.3 * r;
+        let wide = count[k] as f32 > 1.35 * stick.max(behind) + 1.0;
+        if off_axis || wide {
+            bad += 1;
+            if bad >= 2 && last_good.is_some() {
+                break;
+            }
+            continue;
+        }
+        bad = 0;
+        recent.rotate_left(1);
+        recent[5] = count[k];
+        last_good = Some(k);
+    }
+    match last_good {
+        Some(k) => sign * (s0 + (k + 1) as f32 * bin).min(s_end),
+        None => t_end,
+    }
 }
 
 /// From the rough tip (working pixels), walks along `dir` while the stick's pixels differ from
@@ -515,6 +607,58 @@ mod tests {
         assert!(diff.min(180.0 - diff) < 0.5, "{angle} vs {want}");
         assert!((ax.length - 178.9).abs() < 3.0, "{}", ax.length);
         assert!((3f32.sqrt() * ax.spread - 2.0).abs() < 0.7, "{}", ax.spread);
+    }
+
+    #[test]
+    fn the_stick_ends_where_a_missed_ball_begins() {
+        let ax = Axis {
+            c: [0.0, 50.0],
+            e: [1.0, 0.0],
+            spread: 0.0,
+            t_min: 0.0,
+            t_max: 0.0,
+            length: 0.0,
+        };
+        let r = 6.0;
+        // A stick tapering from 3 to 1.5 px half-width along x = 0..120, cut by a ball at
+        // x = 60..72 (a gap with slivers), then a missed ball's pixels (the band's full
+        // width) at x = 122..134 in front of its tip.
+        let mut pts: Vec<P2> = Vec::new();
+        for x in 0..=120 {
+            if (60..72).contains(&x) && x != 60 && x != 71 {
+                continue;
+            }
+            let half = 3.0 - 1.5 * x as f32 / 120.0;
+            for y in -3i32..=3 {
+                if (y as f32).abs() <= half {
+                    pts.push([x as f32, 50.0 + y as f32]);
+                }
+            }
+        }
+        let with_ball: Vec<P2> = pts
+            .iter()
+            .copied()
+            .chain((122..=134).flat_map(|x| (-3i32..=3).map(move |y| [x as f32, 50.0 + y as f32])))
+            .collect();
+        let end = stick_end(&with_ball, &ax, 134.0, 1.0, r);
+        assert!((end - 121.0).abs() <= 2.0, "{end}");
+        // Without the ball the whole stick is kept, across the gap.
+        let end = stick_end(&pts, &ax, 120.0, 1.0, r);
+        assert!((end - 120.0).abs() <= 1.0, "{end}");
+        // The same, walking the other way along the axis.
+        let flipped: Vec<P2> = with_ball.iter().map(|p| [-p[0], p[1]]).collect();
+        let end = stick_end(&flipped, &ax, -134.0, -1.0, r);
+        assert!((end + 121.0).abs() <= 2.0, "{end}");
+    }
+
+    #[test]
+    fn middle_pockets_are_on_the_long_sides() {
+        let wide = [[0.0, 0.0], [400.0, 0.0], [400.0, 200.0], [0.0, 200.0]];
+        let p = pockets(&wide);
+        assert_eq!(p[..4], wide[..]);
+        assert_eq!(p[4..], [[200.0, 0.0], [200.0, 200.0]]);
+        let tall = [[0.0, 0.0], [200.0, 0.0], [200.0, 400.0], [0.0, 400.0]];
+        assert_eq!(pockets(&tall)[4..], [[200.0, 200.0], [0.0, 200.0]]);
     }
 
     #[test]

@@ -228,6 +228,9 @@ fn alt_renderer(args: &Args, cond: Condition) -> Result<Row> {
     let mut det = Detector::default();
     let mut buf = Vec::new();
     for i in 0..args.frames as u64 {
+        if args.only_frame.is_some_and(|k| k != i) {
+            continue;
+        }
         let seed = args.first_seed * 1000 + i;
         let sc = alt::scene_for(cond, AltScene::random(args.width, args.height, seed));
         let mut truth = render_alt(&sc, &mut buf);
@@ -260,9 +263,58 @@ fn judge(
     d: &FrameDetections,
 ) -> Result<()> {
     let verbose = args.verbose.then_some(name);
-    score(row, &truth.balls, &truth.corners, cue, d, verbose);
+    let lost = score(row, &truth.balls, &truth.corners, cue, d, verbose);
     dump_table(args, name, mat, &truth.corners, d)?;
+    if lost {
+        dump_balls(args, name, mat, truth, d)?;
+    }
     dump_cue(args, name, mat, cue, d)
+}
+
+/// With `--dump`: writes frames with a lost or an extra ball, the true balls in green and
+/// the reported ones in magenta.
+fn dump_balls(
+    args: &Args,
+    name: &str,
+    mat: &Mat,
+    truth: &Truth,
+    d: &FrameDetections,
+) -> Result<()> {
+    use opencv::core::{Point, Scalar, Vector};
+    use opencv::imgproc;
+    let Some(dir) = &args.dump else {
+        return Ok(());
+    };
+    let mut img = mat.clone();
+    for b in &truth.balls {
+        let c = Point::new(b.x.round() as i32, b.y.round() as i32);
+        let r = b.radius.round() as i32 + 3;
+        imgproc::circle(
+            &mut img,
+            c,
+            r,
+            Scalar::new(0.0, 255.0, 0.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    for b in &d.balls {
+        let c = Point::new(b.x.round() as i32, b.y.round() as i32);
+        let r = (b.radius.round() as i32 - 3).max(1);
+        imgproc::circle(
+            &mut img,
+            c,
+            r,
+            Scalar::new(255.0, 0.0, 255.0, 0.0),
+            1,
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    let path = dir.join(format!("balls-{name}.png"));
+    opencv::imgcodecs::imwrite(&*path.to_string_lossy(), &img, &Vector::new())?;
+    Ok(())
 }
 
 fn dump_table(
@@ -367,30 +419,35 @@ fn score(
     cue: Option<&CueTruth>,
     d: &FrameDetections,
     verbose: Option<&str>,
-) {
+) -> bool {
     let dc = d.table.as_ref().map(|t| &t.corners);
-    let before = (row.score.matched, row.score.truths);
+    let before = (row.score.matched, row.score.truths, row.score.detections);
     row.score.add(balls, Some(corners), &d.balls, dc);
+    let lost = row.score.matched - before.0 < row.score.truths - before.1
+        || row.score.detections - before.2 > row.score.matched - before.0;
     if let Some(name) = verbose {
         let found = row.score.matched - before.0;
         let truth = row.score.truths - before.1;
         let corner = dc.map(|c| corner_error(corners, c));
-        if found < truth || corner.is_none_or(|e| e > 10.0) {
+        let extra = row.score.detections - before.2 > row.score.matched - before.0;
+        if found < truth || extra || corner.is_none_or(|e| e > 10.0) {
             println!(
                 "  {name}: {found}/{truth} balls found, {} reported, table corner error {corner:?}",
                 d.balls.len()
             );
-            // Which balls were lost: their number and where they lie (the detector's misses
-            // differ by colour and by distance to the cushions).
-            let hit: Vec<usize> = billiards_vision_worker::eval::match_balls(balls, &d.balls)
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect();
-            for (_, b) in balls.iter().enumerate().filter(|(i, _)| !hit.contains(i)) {
-                println!(
-                    "    lost ball {} at ({:.0}, {:.0}) r {:.1}",
-                    b.number, b.x, b.y, b.radius
-                );
+            let pairs = billiards_vision_worker::eval::match_balls(balls, &d.balls);
+            for (i, b) in balls.iter().enumerate() {
+                if !pairs.iter().any(|&(t, _)| t == i) {
+                    println!(
+                        "    lost ball {} at ({:.1}, {:.1}) r {:.1}",
+                        b.number, b.x, b.y, b.radius
+                    );
+                }
+            }
+            for (j, b) in d.balls.iter().enumerate() {
+                if !pairs.iter().any(|&(_, k)| k == j) {
+                    println!("    extra ball at ({:.1}, {:.1})", b.x, b.y);
+                }
             }
         }
     }
@@ -398,6 +455,7 @@ fn score(
         row.corner_max = row.corner_max.max(corner_error(corners, dc));
     }
     row.cue.add(cue, d);
+    lost
 }
 
 /// Frames per second on one core at the chosen size with a cue on the table: `process()` (the

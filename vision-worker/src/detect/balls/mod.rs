@@ -19,6 +19,8 @@
 //!    centre. Rays that hit a neighbour of the same colour or a stripe's band edge are
 //!    outliers.
 //! 5. [`validate`]: edge support, foreground coverage, inside the table, no duplicates.
+//! 6. [`smear`]: a blob left without a ball whose shape is one ball smeared along its motion
+//!    (an ellipse a ball wide) is that ball, at the ellipse's centre.
 //!
 //! The steps share only [`crate::detect::geom`] with the table stage, and read the table
 //! through [`TableModel`].
@@ -27,6 +29,7 @@ mod cloth;
 mod foreground;
 mod refine;
 mod seeds;
+mod smear;
 mod validate;
 
 use std::time::Instant;
@@ -210,7 +213,8 @@ pub(crate) fn find_balls(
     let t_seeds = lap.split();
 
     let found = refine::final_fits(&work, first, r_ball, &mut bufs.fit);
-    let kept = validate::validate(&work, &blobs, found, r_ball);
+    let mut kept = validate::validate(&work, &blobs, found, r_ball);
+    smear::add_smeared(&work, &blobs, &mut kept, r_ball)?;
     bufs.times.seeds_fits += t_seeds;
     bufs.times.final_fits += lap.split();
     Ok(BallStage {

@@ -9,7 +9,7 @@
 
 use tracing::trace;
 
-use super::foreground::Blobs;
+use super::foreground::{BlobBox, Blobs};
 use super::refine::{refine, FitScratch, RefineRequest};
 use super::{Found, Image, Work};
 use crate::detect::geom::median;
@@ -80,6 +80,12 @@ pub(super) fn estimate_radius(
         {
             continue;
         }
+        // A pocket is a round dark blob on the rim, often larger than a ball: it must not
+        // set the radius (in a rack scene, two middle pockets outvote the one free ball).
+        let (contact, dark_px) = rim_contact(work, blobs, l, b);
+        if contact as f32 >= r || (contact > 0 && dark_px as f32 >= 0.5 * area) {
+            continue;
+        }
         area_radii.push(r);
         if fit_radii.len() >= 8 {
             continue;
@@ -120,6 +126,35 @@ pub(super) fn estimate_radius(
     };
     trace!(r_prior, r_lo, r_hi, ?fit_radii, r_est, "ball radius");
     Ok(r_est)
+}
+
+/// Pixels of blob `l` (box `b`) on the rim of the table region, and those much darker than
+/// the cloth.
+fn rim_contact(work: &Work<'_>, blobs: &Blobs<'_>, l: i32, b: BlobBox) -> (usize, usize) {
+    let super::Roi { rw, rh, .. } = work.roi;
+    let mask = &work.table.mask;
+    let (mut contact, mut dark_px) = (0usize, 0usize);
+    for y in b.y..b.y + b.h {
+        for x in b.x..b.x + b.w {
+            let i = y * rw + x;
+            if blobs.labels[i] != l {
+                continue;
+            }
+            dark_px += usize::from(blobs.dark[i] != 0);
+            let outside = |dx: i32, dy: i32| {
+                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+                nx < 0
+                    || ny < 0
+                    || nx >= rw as i32
+                    || ny >= rh as i32
+                    || mask[ny as usize * rw + nx as usize] == 0
+            };
+            if outside(1, 0) || outside(-1, 0) || outside(0, 1) || outside(0, -1) {
+                contact += 1;
+            }
+        }
+    }
+    (contact, dark_px)
 }
 
 /// Seeds every blob for balls of radius `r_est` and fits each seed loosely; when the fits

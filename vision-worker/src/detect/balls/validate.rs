@@ -5,6 +5,8 @@
 //! a warm colour of moderate saturation: orange, red and yellow balls are far more saturated,
 //! white balls far less, so a circle whose pixels are mostly skin-coloured is a hand.
 
+use tracing::trace;
+
 use super::foreground::Blobs;
 use super::{Found, Image, Roi, Work};
 use crate::detect::geom::convex_inside_dist;
@@ -17,46 +19,62 @@ pub(super) fn validate(
     mut found: Vec<Found>,
     r_ball: f32,
 ) -> Vec<Found> {
-    let roi = work.roi;
     let mut kept: Vec<Found> = Vec::new();
     // Best outlined first: many edges on the circle, close to it.
     let quality = |f: &Found| f.support / (1.0 + (f.rms / (0.08 * f.r)).powi(2));
     found.sort_by(|a, b| quality(b).total_cmp(&quality(a)));
     for f in found {
-        // A ball's centre is a radius inside the cloth; the hull is right to a pixel or two.
-        if convex_inside_dist(&work.table.hull, [f.x, f.y]) < 0.2 * f.r {
-            continue;
-        }
-        if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
-            continue;
-        }
-        // A ball fills its outer ring; a stick (the cue's butt is about a ball wide) crosses
-        // it twice and leaves half of it cloth.
-        let rr = f.r.max(0.85 * r_ball);
-        if ring_coverage(blobs.closed, roi, f.x, f.y, (0.6 * rr, 0.85 * rr)) < RING_MIN {
-            continue;
-        }
-        if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
-            continue;
-        }
-        // A reflection has soft edges: only a weakly outlined circle can be one.
-        if f.support < GLARE_SUPPORT && glare_fraction(work, f.x, f.y, 0.8 * f.r) > GLARE_MAX {
-            continue;
-        }
-        // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
-        // the pocket's darkness just around it.
-        if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
-            continue;
-        }
-        if kept
-            .iter()
-            .any(|k| (k.x - f.x).powi(2) + (k.y - f.y).powi(2) < (1.4 * r_ball).powi(2))
-        {
+        if let Some(why) = rejection(work, blobs, &f, r_ball, &kept) {
+            trace!(x = f.x, y = f.y, r = f.r, why, "rejected");
             continue;
         }
         kept.push(f);
     }
     kept
+}
+
+/// Why the circle `f` is not a ball, or `None` when it is one; `kept` holds the balls
+/// already accepted (a circle too close to one of them is the same ball).
+pub(super) fn rejection(
+    work: &Work<'_>,
+    blobs: &Blobs<'_>,
+    f: &Found,
+    r_ball: f32,
+    kept: &[Found],
+) -> Option<&'static str> {
+    let roi = work.roi;
+    // A ball's centre is a radius inside the cloth; the hull is right to a pixel or two.
+    if convex_inside_dist(&work.table.hull, [f.x, f.y]) < 0.2 * f.r {
+        return Some("outside the table");
+    }
+    if coverage(blobs.closed, roi, f.x, f.y, 0.7 * f.r) < 0.6 {
+        return Some("low coverage");
+    }
+    // A ball fills its outer ring; a stick (the cue's butt is about a ball wide) crosses
+    // it twice and leaves half of it cloth.
+    let rr = f.r.max(0.85 * r_ball);
+    if ring_coverage(blobs.closed, roi, f.x, f.y, (0.6 * rr, 0.85 * rr)) < RING_MIN {
+        return Some("ring not filled");
+    }
+    if skin_fraction(work.img, f.x, f.y, 0.8 * f.r) > SKIN_MAX {
+        return Some("skin");
+    }
+    // A reflection has soft edges: only a weakly outlined circle can be one.
+    if f.support < GLARE_SUPPORT && glare_fraction(work, f.x, f.y, 0.8 * f.r) > GLARE_MAX {
+        return Some("glare");
+    }
+    // A ball lies on cloth (or against other balls); a circle inside a pocket has more of
+    // the pocket's darkness just around it.
+    if ring_coverage(blobs.dark, roi, f.x, f.y, (1.2 * f.r, 1.6 * f.r)) > 0.4 {
+        return Some("in a pocket");
+    }
+    if kept
+        .iter()
+        .any(|k| (k.x - f.x).powi(2) + (k.y - f.y).powi(2) < (1.4 * r_ball).powi(2))
+    {
+        return Some("duplicate");
+    }
+    None
 }
 
 /// A ball's outer ring (0.6-0.85 radii) is at least this much foreground.
@@ -94,26 +112,36 @@ fn glare_fraction(work: &Work<'_>, cx: f32, cy: f32, r: f32) -> f32 {
             }
             n += 1;
             let c = work.cloth.at(x as f32, y as f32);
-            let cn = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
             let o = (y * img.w + x) * 3;
-            let d = [
-                img.px[o] as f32 - c[0],
-                img.px[o + 1] as f32 - c[1],
-                img.px[o + 2] as f32 - c[2],
-            ];
-            // Clipped channels lose part of the white: compare below the clip.
-            let k = (d[0] + d[1] + d[2]) / 3.0;
-            let e2: f32 = d
-                .iter()
-                .zip(img.px[o..o + 3].iter())
-                .filter(|(_, &v)| v < 250)
-                .map(|(dv, _)| (dv - k).powi(2))
-                .sum();
-            let tol = (2.5 * noise).max(0.06 * cn);
-            glare += u32::from(k > 6.0 * noise && e2 <= tol * tol);
+            let p = [img.px[o], img.px[o + 1], img.px[o + 2]];
+            glare += u32::from(is_glare(p, c, noise));
         }
     }
     glare as f32 / n.max(1) as f32
+}
+
+/// Whether pixel `p` (BGR) is the cloth colour `c` plus some white light: `p = c + k (1, 1, 1)`
+/// with `k` clearly above the `noise`. A channel clipped at white got less than `k`, so the
+/// white is measured on the channels below the clip (on a blue cloth the blue channel clips
+/// first; taking it into `k` would make the rest look tinted and the glare a ball).
+fn is_glare(p: [u8; 3], c: [f32; 3], noise: f32) -> bool {
+    let cn = (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+    let d = [p[0] as f32 - c[0], p[1] as f32 - c[1], p[2] as f32 - c[2]];
+    let below = |i: usize| p[i] < 250;
+    let n_below = (0..3).filter(|&i| below(i)).count();
+    if n_below == 0 {
+        // White all through: only light does that on a coloured cloth.
+        return true;
+    }
+    let k = (0..3).filter(|&i| below(i)).map(|i| d[i]).sum::<f32>() / n_below as f32;
+    let e2: f32 = (0..3)
+        .filter(|&i| below(i))
+        .map(|i| (d[i] - k).powi(2))
+        .sum();
+    // A clipped channel must not have more added than the others.
+    let clipped_ok = (0..3).all(|i| below(i) || d[i] <= k + 2.5 * noise);
+    let tol = (2.5 * noise).max(0.06 * cn);
+    k > 6.0 * noise && e2 <= tol * tol && clipped_ok
 }
 
 /// A circle with more than this share of skin-coloured pixels is a hand, not a ball.
@@ -242,6 +270,21 @@ mod tests {
         let ring = (0.6 * 6.0, 0.85 * 6.0);
         assert!(ring_coverage(&disc, ROI, 120.0, 65.0, ring) >= RING_MIN);
         assert!(ring_coverage(&bar, ROI, 120.0, 65.0, ring) < RING_MIN);
+    }
+
+    #[test]
+    fn glare_clipped_in_one_channel_is_still_glare() {
+        let (cloth, noise) = ([220.0, 140.0, 70.0], 2.0);
+        // 80 of white added: blue clips at 255, green and red rise by 80.
+        assert!(is_glare([255, 220, 150], cloth, noise));
+        // Unclipped glare and fully white glare.
+        assert!(is_glare([240, 160, 90], [200.0, 120.0, 50.0], noise));
+        assert!(is_glare([255, 255, 255], cloth, noise));
+        // A white ball has none of the cloth's tint; a red ball is another colour; plain cloth
+        // has no white added.
+        assert!(!is_glare([235, 238, 240], cloth, noise));
+        assert!(!is_glare([40, 40, 210], cloth, noise));
+        assert!(!is_glare([221, 141, 70], cloth, noise));
     }
 
     #[test]
