@@ -37,8 +37,10 @@ pub const STILL_PX: f32 = 0.75;
 pub const MEMORY_NS: u64 = 1_000_000_000;
 /// How long the track of a ball last seen at rest is kept (ns of capture time).
 pub const STILL_MEMORY_NS: u64 = 3_000_000_000;
-/// How long a ball must stay away from the spot next to a pocket to count as pocketed.
-pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
+/// How long a ball must stay away from the spot next to a pocket to count as pocketed: a
+/// ball rolling past a pocket along the cushion may be lost in the mouth's shadow for a few
+/// frames (its track then takes it up again).
+pub const POCKET_CONFIRM_NS: u64 = 300_000_000;
 /// How near a pocket (in radii of the ball) a ball must have been last seen.
 const POCKET_RADII: f32 = 3.5;
 /// Summed votes an unidentified ball needs before it is reported pocketed by its likeliest
@@ -90,6 +92,14 @@ const RELAID_MIN_BALLS: usize = 6;
 const RELAID_MAX_SPEED_RADII: f32 = 0.5;
 /// A ball within this many radii of where a still ball was is that ball (not laid out anew).
 const RELAID_RADII: f32 = 1.0;
+/// Balls whose centres are closer than this many radii touch (or nearly).
+const CONTACT_RADII: f32 = 2.3;
+/// A ball at rest touching another is moving only when displaced by more than this many
+/// radii since it was last seen.
+const CONTACT_REST_RADII: f32 = 0.35;
+/// A ball whose detections stay this close (radii) to where it lay is at rest, however they
+/// jitter.
+const ANCHOR_RADII: f32 = 0.5;
 /// Frame period the still threshold is given for.
 const FRAME_S: f32 = 1.0 / 30.0;
 
@@ -152,6 +162,13 @@ struct Track {
     peak_jitter: f32,
     /// Sightings in a row it was still.
     still_run: u32,
+    /// Whether the last sighting's displacement over the window was over its allowance: a
+    /// creep lasts, a single wide step of a noisy detection does not.
+    window_over: bool,
+    /// Where the ball has lain since `anchor_run` sightings ago, within [`ANCHOR_RADII`]: a
+    /// ball at rest whatever its detection's jitter.
+    anchor: (f32, f32),
+    anchor_run: u32,
 }
 
 impl Track {
@@ -317,6 +334,7 @@ impl Tracker {
         }
         let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let track_of = self.associate(balls, &evidence, t_ns);
+        let contact = in_contact(balls);
         let mut used = vec![false; self.tracks.len()];
         let mut index_of = vec![usize::MAX; balls.len()];
         for (bi, b) in balls.iter().enumerate() {
@@ -350,6 +368,9 @@ impl Tracker {
                     window_jitter: STILL_PX / JITTER_FACTOR,
                     peak_jitter: 0.0,
                     still_run: 0,
+                    window_over: false,
+                    anchor: (b.x, b.y),
+                    anchor_run: 0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -374,10 +395,27 @@ impl Tracker {
             if t.still_run >= PEAK_STILL_SIGHTINGS && disp <= cap && dt <= 2.5 * FRAME_S {
                 t.peak_jitter = t.peak_jitter.max(disp);
             }
+            // A ball at rest touching another (a rack, a cluster) is fitted from a spoiled
+            // edge: its detection jumps by more than the cap, and it is not moving until
+            // displaced by more than such a jump.
+            if (b.x - t.anchor.0).powi(2) + (b.y - t.anchor.1).powi(2)
+                <= (ANCHOR_RADII * t.r).powi(2)
+            {
+                t.anchor_run = t.anchor_run.saturating_add(1);
+            } else {
+                t.anchor = (b.x, b.y);
+                t.anchor_run = 0;
+            }
+            let rest_floor = if t.anchor_run >= PEAK_STILL_SIGHTINGS && contact[bi] {
+                CONTACT_REST_RADII * t.r
+            } else {
+                0.0
+            };
             let allowance = (JITTER_FACTOR * t.jitter)
                 .max(PEAK_FACTOR * t.peak_jitter)
                 .min(cap)
-                .max(STILL_PX);
+                .max(STILL_PX)
+                .max(rest_floor);
             let still_now = disp < allowance * (dt / FRAME_S).max(1.0);
             if still_now && dt <= 2.5 * FRAME_S {
                 t.jitter = 0.95 * t.jitter + 0.05 * disp;
@@ -390,7 +428,12 @@ impl Tracker {
                 .min(MAX_STILL_RADII * t.r)
                 .max(WINDOW_FACTOR * allowance);
             let wd = t.window_displacement(b.x, b.y, t_ns);
-            let creeping = wd.is_some_and(|w| w >= window_allowance);
+            // A creep is over the allowance on two sightings in a row (the first of them is a
+            // ball still rolling): the detection of a ball at rest wobbling to one side and
+            // back, its noise adding up over the window by chance, is over it only once.
+            let over = wd.is_some_and(|w| w >= window_allowance);
+            let creeping = over && t.window_over;
+            t.window_over = over;
             let still = still_now && !creeping;
             t.still_run = if still {
                 t.still_run.saturating_add(1)
@@ -644,17 +687,78 @@ impl Tracker {
     }
 }
 
+/// For each ball, whether another ball touches it (or nearly).
+fn in_contact(balls: &[Ball]) -> Vec<bool> {
+    balls
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            balls.iter().enumerate().any(|(j, b)| {
+                let lim = CONTACT_RADII * 0.5 * (a.radius + b.radius);
+                i != j && (a.x - b.x).powi(2) + (a.y - b.y).powi(2) < lim * lim
+            })
+        })
+        .collect()
+}
+
 /// The six pockets of a table with these playing-surface corners: the four corners and the
-/// middles of the two long sides.
+/// middles of the two long sides. A table seen at an angle has the middle pockets nearer the
+/// far corner than the middle of the side in the image: each is where the line through the
+/// table's centre (the crossing of the diagonals) towards the vanishing point of the short
+/// sides meets the long side.
 pub fn pockets_of(c: &[[f32; 2]; 4]) -> [[f32; 2]; 6] {
     let len = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    let mid = |a: [f32; 2], b: [f32; 2]| [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
     let (m1, m2) = if len(c[0], c[1]) + len(c[2], c[3]) >= len(c[1], c[2]) + len(c[3], c[0]) {
-        (mid(c[0], c[1]), mid(c[2], c[3]))
+        (
+            side_middle(c, c[0], c[1], [c[0], c[3]], [c[1], c[2]]),
+            side_middle(c, c[3], c[2], [c[0], c[3]], [c[1], c[2]]),
+        )
     } else {
-        (mid(c[1], c[2]), mid(c[3], c[0]))
+        (
+            side_middle(c, c[1], c[2], [c[1], c[0]], [c[2], c[3]]),
+            side_middle(c, c[0], c[3], [c[1], c[0]], [c[2], c[3]]),
+        )
     };
     [c[0], c[1], c[2], c[3], m1, m2]
+}
+
+/// The middle of the side `a`-`b` in perspective: where the line from the centre of the
+/// quadrilateral `c` towards the crossing of the two short sides `s1`, `s2` (a point at
+/// infinity when they are parallel) meets it. The plain midpoint when that is degenerate.
+fn side_middle(
+    c: &[[f32; 2]; 4],
+    a: [f32; 2],
+    b: [f32; 2],
+    s1: [[f32; 2]; 2],
+    s2: [[f32; 2]; 2],
+) -> [f32; 2] {
+    // Homogeneous coordinates: the line through two points and the crossing of two lines are
+    // both cross products.
+    fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
+        [
+            u[1] * v[2] - u[2] * v[1],
+            u[2] * v[0] - u[0] * v[2],
+            u[0] * v[1] - u[1] * v[0],
+        ]
+    }
+    let h = |p: [f32; 2]| [p[0] as f64, p[1] as f64, 1.0];
+    let plain = [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
+    let centre = cross(cross(h(c[0]), h(c[2])), cross(h(c[1]), h(c[3])));
+    let vanishing = cross(cross(h(s1[0]), h(s1[1])), cross(h(s2[0]), h(s2[1])));
+    let m = cross(cross(centre, vanishing), cross(h(a), h(b)));
+    if m[2].abs() < 1e-12 {
+        return plain;
+    }
+    let p = [(m[0] / m[2]) as f32, (m[1] / m[2]) as f32];
+    // A degenerate quadrilateral could put the point anywhere on the side's line: keep it
+    // between the corners.
+    let half = 0.5 * ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+    let off = ((p[0] - plain[0]).powi(2) + (p[1] - plain[1]).powi(2)).sqrt();
+    if p[0].is_finite() && p[1].is_finite() && off < half {
+        p
+    } else {
+        plain
+    }
 }
 
 #[cfg(test)]
