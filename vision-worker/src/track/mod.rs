@@ -54,6 +54,19 @@ const VOTE_DECAY: f32 = 0.97;
 const MIN_SHARE: f32 = 0.4;
 /// Summed votes (about sightings) before a number is given at all.
 const MIN_EVIDENCE: f32 = 2.5;
+/// A number is held (set aside when the others' numbers are found by elimination) by a track
+/// with at least this share of its votes for it ...
+const ELIMINATE_HELD: f32 = 0.5;
+/// ... and this much evidence (about 20 sightings: a ball misread in a rack, its number
+/// not yet settled, does not hand its look-alike the wrong number).
+const ELIMINATE_HELD_EVIDENCE: f32 = 15.0;
+/// Share of a track's votes outside the held numbers its best free number needs.
+const ELIMINATE_SHARE: f32 = 0.6;
+/// ... and share of all its votes.
+const ELIMINATE_MIN_RAW: f32 = 0.1;
+/// A number is contested (not given by elimination) while another track has this share of
+/// its votes for it.
+const ELIMINATE_CONTEST: f32 = 0.2;
 /// Extra pull of the number a track already has, so numbers do not flicker between
 /// look-alikes.
 const KEEP_BONUS: f32 = 0.4;
@@ -671,7 +684,8 @@ impl Tracker {
                 -MIN_SHARE.ln()
             });
         }
-        let numbers = identify::assign(&cost, &null_cost);
+        let mut numbers = identify::assign(&cost, &null_cost);
+        self.eliminate(&mut numbers);
         for (t, n) in self.tracks.iter_mut().zip(numbers) {
             let total: f32 = t.votes.iter().sum();
             t.number = n;
@@ -683,6 +697,61 @@ impl Tracker {
                 }
                 None => 0.0,
             };
+        }
+    }
+}
+
+impl Tracker {
+    /// Numbers by elimination: a track left without a number whose votes, once the numbers
+    /// other tracks hold with confidence are set aside, go mostly to one free number gets it.
+    /// A stripe whose colour reads halfway between red and maroon is the 15 when the 11 is
+    /// plainly elsewhere; a ball whose pattern reads wrong in some spot (its yellow stripe
+    /// taken for the solid 1, which lies across the table) is still the 9.
+    fn eliminate(&self, numbers: &mut [Option<u8>]) {
+        let mut held = [false; NUMBERS];
+        for (t, n) in self.tracks.iter().zip(numbers.iter()) {
+            if let Some(n) = n {
+                let total: f32 = t.votes.iter().sum();
+                if t.votes[*n as usize] >= ELIMINATE_HELD * total
+                    && total >= ELIMINATE_HELD_EVIDENCE
+                {
+                    held[*n as usize] = true;
+                }
+            }
+        }
+        let taken: Vec<u8> = numbers.iter().flatten().copied().collect();
+        let mut offers: Vec<(f32, usize, u8)> = Vec::new();
+        for (i, t) in self.tracks.iter().enumerate() {
+            let total: f32 = t.votes.iter().sum();
+            if numbers[i].is_some() || total < MIN_EVIDENCE {
+                continue;
+            }
+            let free: f32 = (0..NUMBERS).filter(|&j| !held[j]).map(|j| t.votes[j]).sum();
+            let best = (0..NUMBERS)
+                .filter(|&j| !taken.contains(&(j as u8)))
+                .max_by(|&a, &b| t.votes[a].total_cmp(&t.votes[b]));
+            // Another ball that may well be this number (a look-alike still unsure
+            // itself) leaves it undecided.
+            let contested = |j: usize| {
+                self.tracks.iter().enumerate().any(|(k, o)| {
+                    let ot: f32 = o.votes.iter().sum();
+                    k != i && o.votes[j] >= ELIMINATE_CONTEST * ot && ot > 0.0
+                })
+            };
+            if let Some(j) = best {
+                let v = t.votes[j];
+                if v >= ELIMINATE_SHARE * free && v >= ELIMINATE_MIN_RAW * total && !contested(j) {
+                    offers.push((v / free.max(1e-6), i, j as u8));
+                }
+            }
+        }
+        offers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut given = [false; NUMBERS];
+        for (_, i, j) in offers {
+            if !given[j as usize] {
+                given[j as usize] = true;
+                numbers[i] = Some(j);
+            }
         }
     }
 }

@@ -585,3 +585,32 @@ fn a_ball_lost_for_a_few_frames_next_to_a_pocket_is_not_pocketed() {
     }
     assert_eq!(id, Some(0));
 }
+
+#[test]
+fn a_look_alike_gets_the_number_left_by_elimination() {
+    let mut t = warmed();
+    let mut now = T0;
+    // The 11 (red stripe) plainly; a stripe whose brightness reads halfway between red and
+    // maroon, a little nearer red: on its own it is not sure enough of the 15, but the 11 is
+    // plainly the other ball.
+    let eleven = numbered(100.0, 100.0, 11);
+    let mut unsure = numbered(400.0, 300.0, 15);
+    unsure.features.value = 1.13;
+    let mut out = Vec::new();
+    for _ in 0..60 {
+        out = t.update(&[eleven, unsure], now);
+        now += FRAME_NS;
+    }
+    assert_eq!(out[0].number, Some(11));
+    assert_eq!(out[1].number, Some(15), "{out:?}");
+    assert_eq!(out[1].id, 15);
+    // Early on, before the 11 has been seen long, the unsure ball gets no number.
+    let mut t = warmed();
+    let mut now = T0;
+    for _ in 0..8 {
+        out = t.update(&[eleven, unsure], now);
+        now += FRAME_NS;
+    }
+    assert_eq!(out[0].number, Some(11));
+    assert_eq!(out[1].number, None);
+}
