@@ -7,7 +7,7 @@
 //!   gate, with the number evidence as a tie-breaker.
 //! - **Memory**: a track that is not seen (a hand or the cue over the ball) is kept for
 //!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears; [`STILL_MEMORY_NS`]
-//!   (3 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
+//!   (6 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
 //! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
 //!   the recent past counts most); every frame [`identify::assign`] gives each number to at
 //!   most one track, or none when no track is sure enough (`null` rather than a guess). An
@@ -35,8 +35,9 @@ use crate::model::{Ball, BallKind};
 pub const STILL_PX: f32 = 0.75;
 /// How long a hidden ball keeps its track and id (ns of capture time).
 pub const MEMORY_NS: u64 = 1_000_000_000;
-/// How long the track of a ball last seen at rest is kept (ns of capture time).
-pub const STILL_MEMORY_NS: u64 = 3_000_000_000;
+/// How long the track of a ball last seen at rest is kept (ns of capture time): the detector
+/// may miss a ball in a cluster for seconds, and the ball is still there.
+pub const STILL_MEMORY_NS: u64 = 6_000_000_000;
 /// How long a ball must stay away from the spot next to a pocket to count as pocketed: a
 /// ball rolling past a pocket along the cushion may be lost in the mouth's shadow for a few
 /// frames (its track then takes it up again).

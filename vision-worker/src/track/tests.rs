@@ -143,8 +143,8 @@ fn a_hidden_ball_keeps_its_id_for_a_second_and_no_longer() {
     now += FRAME_NS;
     let back = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
     assert_eq!(back[0].id, id);
-    // Hidden for 3.5 s: the track is gone, a new id.
-    for _ in 0..105 {
+    // Hidden for 6.5 s: the track is gone, a new id.
+    for _ in 0..195 {
         now += FRAME_NS;
         t.update(&[other], now);
     }
@@ -613,4 +613,22 @@ fn a_look_alike_gets_the_number_left_by_elimination() {
     }
     assert_eq!(out[0].number, Some(11));
     assert_eq!(out[1].number, None);
+}
+
+#[test]
+fn a_ball_at_rest_missed_for_seconds_in_a_cluster_keeps_its_id() {
+    let mut t = warmed();
+    let mut now = T0;
+    let (a, b) = (numbered(300.0, 200.0, 4), numbered(320.0, 200.0, 12));
+    for _ in 0..60 {
+        t.update(&[a, b], now);
+        now += FRAME_NS;
+    }
+    // The detector misses the 4 for 5 s (seed 13's 4 beside two others), then sees it again.
+    for _ in 0..150 {
+        t.update(&[b], now);
+        now += FRAME_NS;
+    }
+    let out = t.update(&[a, b], now);
+    assert_eq!(out[0].id, 4);
 }
