@@ -74,6 +74,11 @@ const KEEP_BONUS: f32 = 0.4;
 /// A hidden ball's position is extrapolated for at most this long (it most likely stopped or
 /// is under a hand).
 const MAX_EXTRAPOLATE_S: f32 = 0.1;
+/// A confidently identified track never takes, in the first pass, a ball whose evidence for
+/// its number is under this: for the cue ball, any ball the detector reads as a solid, the
+/// eight or a stripe (their cue evidence is 0.01-0.05). In a break the cue ball bounces back
+/// while the ball it hit shoots out where the cue ball was predicted.
+const PLAINLY_NOT: f32 = 0.06;
 /// Gate of the second (re-association) pass, in radii on top of the travel at the track's
 /// speed.
 const REASSOCIATE_RADII: f32 = 12.0;
@@ -236,7 +241,7 @@ impl Track {
     /// left).
     fn plainly_not(&self, e: &[f32; NUMBERS]) -> bool {
         match self.number {
-            Some(n) if self.confidence > 0.5 => e[n as usize] < 0.005,
+            Some(n) if self.confidence > 0.5 => e[n as usize] < PLAINLY_NOT,
             _ => false,
         }
     }

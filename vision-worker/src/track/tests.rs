@@ -632,3 +632,26 @@ fn a_ball_at_rest_missed_for_seconds_in_a_cluster_keeps_its_id() {
     let out = t.update(&[a, b], now);
     assert_eq!(out[0].id, 4);
 }
+
+#[test]
+fn the_cue_ball_bouncing_back_keeps_its_id_when_the_ball_it_hit_shoots_out() {
+    let mut t = warmed();
+    let mut now = T0;
+    let two = numbered(420.0, 210.0, 2);
+    // The cue ball at rest, then rolling right at 40 px per frame towards the 2.
+    for _ in 0..30 {
+        t.update(&[numbered(100.0, 200.0, 0), two], now);
+        now += FRAME_NS;
+    }
+    let mut x = 100.0;
+    for _ in 0..7 {
+        x += 40.0;
+        t.update(&[numbered(x, 200.0, 0), two], now);
+        now += FRAME_NS;
+    }
+    // x = 380: predicted next at 420. It hits the 2 and stops dead (seen where it was),
+    // while the 2 shoots out to 20 px from the cue ball's prediction (seed 14's break).
+    let out = t.update(&[numbered(x, 200.0, 0), numbered(430.0, 227.0, 2)], now);
+    assert_eq!(out[0].id, 0, "{out:?}");
+    assert_eq!(out[1].id, 2, "{out:?}");
+}
