@@ -188,6 +188,8 @@ struct Track {
     /// ball at rest whatever its detection's jitter.
     anchor: (f32, f32),
     anchor_run: u32,
+    /// The largest jump of this ball's detection while at rest by its anchor (decaying).
+    flip_peak: f32,
 }
 
 impl Track {
@@ -390,6 +392,7 @@ impl Tracker {
                     window_over: false,
                     anchor: (b.x, b.y),
                     anchor_run: 0,
+                    flip_peak: 0.0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -425,11 +428,21 @@ impl Tracker {
                 t.anchor = (b.x, b.y);
                 t.anchor_run = 0;
             }
-            let rest_floor = if t.anchor_run >= PEAK_STILL_SIGHTINGS && contact[bi] {
+            // A lone ball at rest whose detection flips between two fits further apart than
+            // the cap (on a noisy table, near a cushion) learns that flip the first time, up
+            // to the same limit.
+            let at_rest = t.anchor_run >= PEAK_STILL_SIGHTINGS;
+            t.flip_peak *= PEAK_DECAY;
+            let rest_floor = if at_rest && contact[bi] {
                 CONTACT_REST_RADII * t.r
+            } else if at_rest {
+                (PEAK_FACTOR * t.flip_peak).min(CONTACT_REST_RADII * t.r)
             } else {
                 0.0
             };
+            if at_rest && disp <= CONTACT_REST_RADII * t.r && dt <= 2.5 * FRAME_S {
+                t.flip_peak = t.flip_peak.max(disp);
+            }
             let allowance = (JITTER_FACTOR * t.jitter)
                 .max(PEAK_FACTOR * t.peak_jitter)
                 .min(cap)
