@@ -68,6 +68,9 @@ const ELIMINATE_MIN_RAW: f32 = 0.1;
 /// A number is contested (not given by elimination) while another track has this share of
 /// its votes for it.
 const ELIMINATE_CONTEST: f32 = 0.2;
+/// Frames in a row a number must be offered by elimination before it is given (a number
+/// given and taken back at once would count as two id switches).
+const ELIMINATE_FRAMES: u32 = 20;
 /// Extra pull of the number a track already has, so numbers do not flicker between
 /// look-alikes.
 const KEEP_BONUS: f32 = 0.4;
@@ -190,6 +193,10 @@ struct Track {
     anchor_run: u32,
     /// The largest jump of this ball's detection while at rest by its anchor (decaying).
     flip_peak: f32,
+    /// The number elimination offered this track on the last sightings, and for how many
+    /// frames in a row: it is given once the offer has stood for [`ELIMINATE_FRAMES`].
+    offer: Option<u8>,
+    offer_run: u32,
 }
 
 impl Track {
@@ -393,6 +400,8 @@ impl Tracker {
                     anchor: (b.x, b.y),
                     anchor_run: 0,
                     flip_peak: 0.0,
+                    offer: None,
+                    offer_run: 0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -726,7 +735,7 @@ impl Tracker {
     /// A stripe whose colour reads halfway between red and maroon is the 15 when the 11 is
     /// plainly elsewhere; a ball whose pattern reads wrong in some spot (its yellow stripe
     /// taken for the solid 1, which lies across the table) is still the 9.
-    fn eliminate(&self, numbers: &mut [Option<u8>]) {
+    fn eliminate(&mut self, numbers: &mut [Option<u8>]) {
         let mut held = [false; NUMBERS];
         for (t, n) in self.tracks.iter().zip(numbers.iter()) {
             if let Some(n) = n {
@@ -766,10 +775,31 @@ impl Tracker {
         }
         offers.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut given = [false; NUMBERS];
+        let mut offered = vec![None; self.tracks.len()];
         for (_, i, j) in offers {
             if !given[j as usize] {
                 given[j as usize] = true;
-                numbers[i] = Some(j);
+                offered[i] = Some(j);
+            }
+        }
+        for (i, (t, o)) in self.tracks.iter_mut().zip(offered).enumerate() {
+            match o {
+                Some(j) => {
+                    t.offer_run = if t.offer == Some(j) {
+                        t.offer_run.saturating_add(1)
+                    } else {
+                        1
+                    };
+                    t.offer = Some(j);
+                    // Already given last frame (kept), or offered long enough.
+                    if t.number == Some(j) || t.offer_run >= ELIMINATE_FRAMES {
+                        numbers[i] = Some(j);
+                    }
+                }
+                None => {
+                    t.offer = None;
+                    t.offer_run = 0;
+                }
             }
         }
     }

@@ -597,12 +597,19 @@ fn a_look_alike_gets_the_number_left_by_elimination() {
     let mut unsure = numbered(400.0, 300.0, 15);
     unsure.features.value = 1.13;
     let mut out = Vec::new();
-    for _ in 0..60 {
+    let mut given_at = None;
+    for k in 0..60 {
         out = t.update(&[eleven, unsure], now);
+        if given_at.is_none() && out[1].number.is_some() {
+            given_at = Some(k);
+        }
         now += FRAME_NS;
     }
     assert_eq!(out[0].number, Some(11));
     assert_eq!(out[1].number, Some(15), "{out:?}");
+    // The 11 is held after about 20 sightings; the offer then stands for 20 frames before
+    // the 15 is given (an offer that comes and goes would flicker the id).
+    assert!(given_at.is_some_and(|k| k >= 35), "given at {given_at:?}");
     assert_eq!(out[1].id, 15);
     // Early on, before the 11 has been seen long, the unsure ball gets no number.
     let mut t = warmed();
