@@ -10,12 +10,15 @@
 //!   (6 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
 //! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
 //!   the recent past counts most); every frame [`identify::assign`] gives each number to at
-//!   most one track, or none when no track is sure enough (`null` rather than a guess). An
-//!   identified ball's id is its number; the others get ids from
+//!   most one track, or none when no track is sure enough (`null` rather than a guess); a
+//!   track left without one gets the number its votes favour once the numbers other tracks
+//!   hold firmly are set aside (elimination). An identified ball's id is its number; the others get ids from
 //!   [`UNIDENTIFIED_ID_BASE`] up.
 //! - **Motion**: a ball moves when it was displaced by more than the detector's jitter since
-//!   it was last seen, or over its last [`WINDOW`] sightings (a ball creeping to a stop); a
-//!   ball at rest whose detection jumps a little keeps the jump as its jitter. A still ball is
+//!   it was last seen, or over its last [`WINDOW`] sightings twice in a row (a ball creeping
+//!   to a stop); a ball at rest whose detection jumps a little keeps the jump as its jitter,
+//!   and one touching another (a rack) moves only when displaced by a good part of a radius,
+//!   its touching edge spoiling the fit. A still ball is
 //!   reported at a smoothed position so it does not shimmer.
 //! - **Pockets**: a moving ball that vanishes next to one of the six pockets and stays away for
 //!   [`POCKET_CONFIRM_NS`] was pocketed: reported once (by its number, or an unidentified
