@@ -128,6 +128,12 @@ impl SequenceScore {
     /// Scores frame number `frame` (frames are consecutive, at the score's fps).
     pub fn add(&mut self, frame: u64, truth: &TruthFrame<'_>, det: &TrackedFrame<'_>) {
         self.frames += 1;
+        for &n in truth.pocketed {
+            self.truth_pockets.push((frame, n));
+            // A pocketed ball that comes back (a new rack, the cue ball spotted again, which
+            // may be in this very frame) may take any id.
+            self.last_id.remove(&(n as u32));
+        }
         let t_ns = (frame as f64 * 1e9 / self.fps) as u64;
         // Balls: nearest detection within the true radius, one-to-one.
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
@@ -166,11 +172,6 @@ impl SequenceScore {
                     self.switch_log.push((frame, t.number, prev, d.id));
                 }
             }
-        }
-        for &n in truth.pocketed {
-            self.truth_pockets.push((frame, n));
-            // A pocketed ball that comes back (a new rack) may take any id.
-            self.last_id.remove(&(n as u32));
         }
         for &n in det.pocketed {
             self.det_pockets.push((frame, n));
@@ -368,5 +369,34 @@ mod tests {
         let shots = s.shots();
         assert_eq!((shots.truth, shots.detected), (1, 1));
         assert_eq!(shots.errors, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn a_cue_ball_spotted_again_in_the_frame_it_fell_may_take_a_new_id() {
+        let mut s = SequenceScore::new(30.0);
+        let tb = [truth(100.0, 0)];
+        let frame = |s: &mut SequenceScore, f: u64, id: u64, pocketed: &[u8]| {
+            s.add(
+                f,
+                &TruthFrame {
+                    balls: &tb,
+                    pocketed,
+                    moving: false,
+                },
+                &TrackedFrame {
+                    balls: &[tracked(100.0, id, None)],
+                    pocketed: &[],
+                    motion: false,
+                },
+            );
+        };
+        frame(&mut s, 0, 0, &[]);
+        // Pocketed and spotted again in the same frame: a new track.
+        frame(&mut s, 1, 105, &[0]);
+        frame(&mut s, 2, 105, &[]);
+        assert_eq!(s.id_switches, 0);
+        // Without a pocketing, the same change is a switch.
+        frame(&mut s, 3, 106, &[]);
+        assert_eq!(s.id_switches, 1);
     }
 }

@@ -22,7 +22,7 @@ mod conditions;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use billiards_vision_worker::detect::Detector;
 use billiards_vision_worker::eval::{match_balls, Score};
 use billiards_vision_worker::model::{BallKind, FrameDetections};
@@ -121,6 +121,11 @@ struct Args {
     /// fifth on, once the vote has evidence).
     #[arg(long, default_value_t = 10)]
     alt_frames: u32,
+    /// With `--sequence`: keep every frame's detections and truth in this file, and when it
+    /// exists (written by the same command) replay them instead of rendering and detecting
+    /// again: the tracker's figures in seconds while it is tuned.
+    #[arg(long, value_name = "FILE", requires = "sequence")]
+    sequence_cache: Option<PathBuf>,
     /// Instead of the overall scores: score each condition of real play on its own (`all`,
     /// or one of clear, glare, cue, hand, low-light, tilt, rack, motion-blur), with the cue's
     /// tip and angle errors, and the speed with a cue on the table.
@@ -880,19 +885,24 @@ mod latency {
 mod sequence {
     use super::*;
     use billiards_vision_worker::identify;
+    use billiards_vision_worker::model::Ball;
     use billiards_vision_worker::sequence::{SequenceScore, TrackedFrame, TruthFrame};
     use billiards_vision_worker::track::Tracker;
+    use std::fs::File;
+    use std::io::{BufReader, BufWriter, Read, Write};
 
     const FPS: f64 = 30.0;
 
     pub(super) fn run(args: &Args, secs: f64) -> Result<()> {
         let mut rows = Vec::new();
+        let mut cache = Cache::open(args, secs)?;
         if matches!(args.renderer, Renderer::Official | Renderer::Both) {
-            rows.push(("official", official(args, secs)?));
+            rows.push(("official", official(args, secs, &mut cache)?));
         }
         if matches!(args.renderer, Renderer::Alt | Renderer::Both) {
-            rows.push(("alt", alt(args)?));
+            rows.push(("alt", alt(args, &mut cache)?));
         }
+        cache.finish()?;
         println!();
         println!(
             "{:<9} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>10} {:>14} {:>13} {:>13} {:>10}",
@@ -988,7 +998,7 @@ mod sequence {
         Ok(())
     }
 
-    fn official(args: &Args, secs: f64) -> Result<SequenceScore> {
+    fn official(args: &Args, secs: f64, cache: &mut Cache) -> Result<SequenceScore> {
         let mut score = SequenceScore::new(FPS);
         let seeds = args.seeds.max(1);
         let per_seed = (secs * FPS).round() as u64;
@@ -1013,33 +1023,54 @@ mod sequence {
                 SceneStyle::varied(seed)
             }
             .play();
-            let mut scene =
-                Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style))
-                    .with_context(|| format!("official scene {seed}"))?;
+            // Replayed frames need no scene.
+            let mut scene = if cache.replaying() {
+                None
+            } else {
+                Some(
+                    Scene::new(SceneParams::new(args.width, args.height, seed).with_style(style))
+                        .with_context(|| format!("official scene {seed}"))?,
+                )
+            };
             let mut det = Detector::default();
             let mut tracker = Tracker::new();
             score.new_scene();
             let before = (score.matched, score.numbers_right, score.id_switches);
             let mut layout = 0;
             for _ in 0..per_seed {
-                scene.step(1.0 / FPS);
-                let gt = scene.render_mat(&mut mat)?;
-                if gt.layout != layout {
-                    layout = gt.layout;
+                let rec = cache.frame(|| {
+                    let scene = scene
+                        .as_mut()
+                        .context("official scene missing while not replaying")?;
+                    scene.step(1.0 / FPS);
+                    let gt = scene.render_mat(&mut mat)?;
+                    let t0 = Instant::now();
+                    let d = det.process(&mat)?;
+                    timing.0 += t0.elapsed().as_secs_f64();
+                    Ok(Rec {
+                        layout: gt.layout,
+                        table: d.table.map(|t| t.corners),
+                        balls: d.balls,
+                        truth: official_truth(&gt, args.width, args.height).balls,
+                        pocketed: gt.pocketed,
+                        moving: gt.moving,
+                    })
+                })?;
+                if rec.layout != layout {
+                    layout = rec.layout;
                     score.forget_ids();
                 }
-                let truth = official_truth(&gt, args.width, args.height);
-                let t0 = Instant::now();
-                let d = det.process(&mat)?;
                 let t1 = Instant::now();
-                tracker.set_table(d.table.map(|t| t.corners));
+                tracker.set_table(rec.table);
                 let t_ns = (frame as f64 * 1e9 / FPS) as u64;
-                let tracked = tracker.update(&d.balls, t_ns);
+                let tracked = tracker.update(&rec.balls, t_ns);
+                timing.1 += t1.elapsed().as_secs_f64();
+                timing.2 += 1;
                 if args.verbose {
                     // What the number is read from, per true number.
-                    let white = identify::white_reference(d.balls.iter().map(|b| b.features));
-                    for t in &truth.balls {
-                        let near = d.balls.iter().find(|b| {
+                    let white = identify::white_reference(rec.balls.iter().map(|b| b.features));
+                    for t in &rec.truth {
+                        let near = rec.balls.iter().find(|b| {
                             (b.x - t.x).powi(2) + (b.y - t.y).powi(2) <= t.radius.powi(2)
                         });
                         if let (Some(b), Some(w), Some(acc)) =
@@ -1052,15 +1083,12 @@ mod sequence {
                         }
                     }
                 }
-                timing.0 += (t1 - t0).as_secs_f64();
-                timing.1 += t1.elapsed().as_secs_f64();
-                timing.2 += 1;
                 score.add(
                     frame,
                     &TruthFrame {
-                        balls: &truth.balls,
-                        pocketed: &gt.pocketed,
-                        moving: gt.moving,
+                        balls: &rec.truth,
+                        pocketed: &rec.pocketed,
+                        moving: rec.moving,
                     },
                     &TrackedFrame {
                         balls: &tracked,
@@ -1090,15 +1118,22 @@ mod sequence {
             }
         }
         let n = timing.2.max(1) as f64;
-        println!(
-            "  per frame (one core): detection {:.2} ms, tracking + numbers {:.3} ms",
-            1e3 * timing.0 / n,
-            1e3 * timing.1 / n
-        );
+        if cache.replaying() {
+            println!(
+                "  per frame (one core): detections replayed, tracking + numbers {:.3} ms",
+                1e3 * timing.1 / n
+            );
+        } else {
+            println!(
+                "  per frame (one core): detection {:.2} ms, tracking + numbers {:.3} ms",
+                1e3 * timing.0 / n,
+                1e3 * timing.1 / n
+            );
+        }
         Ok(score)
     }
 
-    fn alt(args: &Args) -> Result<SequenceScore> {
+    fn alt(args: &Args, cache: &mut Cache) -> Result<SequenceScore> {
         let mut score = SequenceScore::new(FPS);
         let scenes = args.frames;
         println!(
@@ -1109,22 +1144,37 @@ mod sequence {
         let mut frame = 0u64;
         for i in 0..scenes as u64 {
             let seed = args.first_seed * 1000 + i;
-            let sc = AltScene::random(args.width, args.height, seed);
-            let truth = render_alt(&sc, &mut buf);
-            let mat = bgr_mat(&buf, args.width, args.height)?;
+            // Rendered once per scene, and only when not replaying.
+            let mut view: Option<(Vec<TrueBall>, Mat)> = None;
             let mut det = Detector::default();
             let mut tracker = Tracker::new();
             score.new_scene();
             for k in 0..args.alt_frames {
-                let d = det.process(&mat)?;
-                tracker.set_table(d.table.map(|t| t.corners));
+                let rec = cache.frame(|| {
+                    if view.is_none() {
+                        let sc = AltScene::random(args.width, args.height, seed);
+                        let truth = render_alt(&sc, &mut buf);
+                        view = Some((truth.balls, bgr_mat(&buf, args.width, args.height)?));
+                    }
+                    let (truth, mat) = view.as_ref().context("alt scene missing")?;
+                    let d = det.process(mat)?;
+                    Ok(Rec {
+                        layout: 0,
+                        table: d.table.map(|t| t.corners),
+                        balls: d.balls,
+                        truth: truth.clone(),
+                        pocketed: Vec::new(),
+                        moving: false,
+                    })
+                })?;
+                tracker.set_table(rec.table);
                 let t_ns = (frame as f64 * 1e9 / FPS) as u64;
-                let tracked = tracker.update(&d.balls, t_ns);
+                let tracked = tracker.update(&rec.balls, t_ns);
                 if k >= 4 {
                     score.add(
                         frame,
                         &TruthFrame {
-                            balls: &truth.balls,
+                            balls: &rec.truth,
                             pocketed: &[],
                             moving: false,
                         },
@@ -1140,5 +1190,239 @@ mod sequence {
             frame += 1000;
         }
         Ok(score)
+    }
+
+    /// One frame as the tracker and the scoring see it: the detector's output and the truth.
+    struct Rec {
+        layout: u64,
+        table: Option<[[f32; 2]; 4]>,
+        balls: Vec<Ball>,
+        truth: Vec<TrueBall>,
+        pocketed: Vec<u8>,
+        moving: bool,
+    }
+
+    /// `--sequence-cache`: the frames of an earlier run of the same command, replayed, or a
+    /// file to record this run's frames into (written beside it, renamed once complete, so a
+    /// run cut short leaves no truncated cache behind).
+    pub(super) enum Cache {
+        Off,
+        Write(BufWriter<File>, PathBuf, PathBuf),
+        Read(BufReader<File>),
+    }
+
+    impl Cache {
+        pub(super) fn open(args: &Args, secs: f64) -> Result<Cache> {
+            let Some(path) = &args.sequence_cache else {
+                return Ok(Cache::Off);
+            };
+            let key = format!(
+                "sequence-cache 1: {secs} s, {} seeds from {}, {}x{}, plain {}, {} alt scenes of {} frames, {:?}",
+                args.seeds,
+                args.first_seed,
+                args.width,
+                args.height,
+                args.plain,
+                args.frames,
+                args.alt_frames,
+                args.renderer
+            );
+            if path.exists() {
+                let mut r = BufReader::new(File::open(path).with_context(|| {
+                    format!("cannot open the sequence cache {}", path.display())
+                })?);
+                let len = get_u32(&mut r)? as usize;
+                let mut k = vec![0u8; len.min(4096)];
+                r.read_exact(&mut k)?;
+                if k != key.as_bytes() {
+                    bail!(
+                        "the sequence cache {} was written by another command ({}); delete it or name another file",
+                        path.display(),
+                        String::from_utf8_lossy(&k)
+                    );
+                }
+                println!("replaying the detections of {}", path.display());
+                return Ok(Cache::Read(r));
+            }
+            let tmp = path.with_extension("partial");
+            let mut w =
+                BufWriter::new(File::create(&tmp).with_context(|| {
+                    format!("cannot create the sequence cache {}", tmp.display())
+                })?);
+            w.write_all(&(key.len() as u32).to_le_bytes())?;
+            w.write_all(key.as_bytes())?;
+            Ok(Cache::Write(w, tmp, path.clone()))
+        }
+
+        fn replaying(&self) -> bool {
+            matches!(self, Cache::Read(_))
+        }
+
+        /// The next frame: replayed, or made by `make` (and recorded).
+        fn frame(&mut self, make: impl FnOnce() -> Result<Rec>) -> Result<Rec> {
+            match self {
+                Cache::Off => make(),
+                Cache::Read(r) => {
+                    read_rec(r).context("the sequence cache ends early or is damaged; delete it")
+                }
+                Cache::Write(w, _, _) => {
+                    let rec = make()?;
+                    write_rec(w, &rec)?;
+                    Ok(rec)
+                }
+            }
+        }
+
+        /// Completes a cache being written.
+        pub(super) fn finish(self) -> Result<()> {
+            if let Cache::Write(mut w, tmp, path) = self {
+                w.flush()?;
+                drop(w);
+                std::fs::rename(&tmp, &path).with_context(|| {
+                    format!("cannot rename {} to {}", tmp.display(), path.display())
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    fn put_f32(w: &mut impl Write, v: f32) -> Result<()> {
+        Ok(w.write_all(&v.to_le_bytes())?)
+    }
+
+    fn put_u32(w: &mut impl Write, v: u32) -> Result<()> {
+        Ok(w.write_all(&v.to_le_bytes())?)
+    }
+
+    fn get_f32(r: &mut impl Read) -> Result<f32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b)?;
+        Ok(f32::from_le_bytes(b))
+    }
+
+    fn get_u32(r: &mut impl Read) -> Result<u32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn kind_index(k: BallKind) -> u32 {
+        BallKind::ALL.iter().position(|&a| a == k).unwrap_or(0) as u32
+    }
+
+    fn kind_at(i: u32) -> BallKind {
+        BallKind::ALL
+            .get(i as usize)
+            .copied()
+            .unwrap_or(BallKind::ALL[0])
+    }
+
+    fn write_rec(w: &mut impl Write, rec: &Rec) -> Result<()> {
+        w.write_all(&rec.layout.to_le_bytes())?;
+        put_u32(w, rec.table.is_some() as u32)?;
+        for c in rec.table.unwrap_or_default().iter().flatten() {
+            put_f32(w, *c)?;
+        }
+        put_u32(w, rec.balls.len() as u32)?;
+        for b in &rec.balls {
+            let f = &b.features;
+            for v in [b.x, b.y, b.radius, b.score, b.fit_rms] {
+                put_f32(w, v)?;
+            }
+            put_u32(w, kind_index(b.kind))?;
+            for v in [
+                f.white,
+                f.dark,
+                f.colour,
+                f.ring_colour,
+                f.ring_white,
+                f.hue[0],
+                f.hue[1],
+                f.value,
+                f.white_value,
+            ] {
+                put_f32(w, v)?;
+            }
+            put_u32(w, f.two_sided as u32)?;
+            put_u32(w, f.n)?;
+        }
+        put_u32(w, rec.truth.len() as u32)?;
+        for t in &rec.truth {
+            for v in [t.x, t.y, t.radius] {
+                put_f32(w, v)?;
+            }
+            put_u32(w, t.number)?;
+            put_u32(w, kind_index(t.kind))?;
+        }
+        put_u32(w, rec.pocketed.len() as u32)?;
+        w.write_all(&rec.pocketed)?;
+        put_u32(w, rec.moving as u32)
+    }
+
+    fn read_rec(r: &mut impl Read) -> Result<Rec> {
+        let mut l = [0u8; 8];
+        r.read_exact(&mut l)?;
+        let has_table = get_u32(r)? != 0;
+        let mut corners = [[0.0f32; 2]; 4];
+        for c in corners.iter_mut().flatten() {
+            *c = get_f32(r)?;
+        }
+        let n = get_u32(r)?;
+        let mut balls = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            let (x, y, radius, score, fit_rms) = (
+                get_f32(r)?,
+                get_f32(r)?,
+                get_f32(r)?,
+                get_f32(r)?,
+                get_f32(r)?,
+            );
+            let kind = kind_at(get_u32(r)?);
+            let mut f = billiards_vision_worker::model::KindFeatures {
+                white: get_f32(r)?,
+                dark: get_f32(r)?,
+                colour: get_f32(r)?,
+                ring_colour: get_f32(r)?,
+                ring_white: get_f32(r)?,
+                ..Default::default()
+            };
+            f.hue = [get_f32(r)?, get_f32(r)?];
+            f.value = get_f32(r)?;
+            f.white_value = get_f32(r)?;
+            f.two_sided = get_u32(r)? != 0;
+            f.n = get_u32(r)?;
+            balls.push(Ball {
+                x,
+                y,
+                radius,
+                kind,
+                score,
+                fit_rms,
+                features: f,
+            });
+        }
+        let n = get_u32(r)?;
+        let mut truth = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            truth.push(TrueBall {
+                x: get_f32(r)?,
+                y: get_f32(r)?,
+                radius: get_f32(r)?,
+                number: get_u32(r)?,
+                kind: kind_at(get_u32(r)?),
+            });
+        }
+        let n = get_u32(r)?;
+        let mut pocketed = vec![0u8; n.min(1024) as usize];
+        r.read_exact(&mut pocketed)?;
+        let moving = get_u32(r)? != 0;
+        Ok(Rec {
+            layout: u64::from_le_bytes(l),
+            table: has_table.then_some(corners),
+            balls,
+            truth,
+            pocketed,
+            moving,
+        })
     }
 }

@@ -7,15 +7,18 @@
 //!   gate, with the number evidence as a tie-breaker.
 //! - **Memory**: a track that is not seen (a hand or the cue over the ball) is kept for
 //!   [`MEMORY_NS`] (1 s), so the ball keeps its id when it reappears; [`STILL_MEMORY_NS`]
-//!   (3 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
+//!   (6 s) when the ball was at rest (the detector may miss a ball in a cluster for a while).
 //! - **Numbers**: each sighting adds [`identify::evidence`] to the track's votes (decaying, so
 //!   the recent past counts most); every frame [`identify::assign`] gives each number to at
-//!   most one track, or none when no track is sure enough (`null` rather than a guess). An
-//!   identified ball's id is its number; the others get ids from
+//!   most one track, or none when no track is sure enough (`null` rather than a guess); a
+//!   track left without one gets the number its votes favour once the numbers other tracks
+//!   hold firmly are set aside (elimination). An identified ball's id is its number; the others get ids from
 //!   [`UNIDENTIFIED_ID_BASE`] up.
 //! - **Motion**: a ball moves when it was displaced by more than the detector's jitter since
-//!   it was last seen, or over its last [`WINDOW`] sightings (a ball creeping to a stop); a
-//!   ball at rest whose detection jumps a little keeps the jump as its jitter. A still ball is
+//!   it was last seen, or over its last [`WINDOW`] sightings twice in a row (a ball creeping
+//!   to a stop); a ball at rest whose detection jumps a little keeps the jump as its jitter,
+//!   and one touching another (a rack) moves only when displaced by a good part of a radius,
+//!   its touching edge spoiling the fit. A still ball is
 //!   reported at a smoothed position so it does not shimmer.
 //! - **Pockets**: a moving ball that vanishes next to one of the six pockets and stays away for
 //!   [`POCKET_CONFIRM_NS`] was pocketed: reported once (by its number, or an unidentified
@@ -35,10 +38,13 @@ use crate::model::{Ball, BallKind};
 pub const STILL_PX: f32 = 0.75;
 /// How long a hidden ball keeps its track and id (ns of capture time).
 pub const MEMORY_NS: u64 = 1_000_000_000;
-/// How long the track of a ball last seen at rest is kept (ns of capture time).
-pub const STILL_MEMORY_NS: u64 = 3_000_000_000;
-/// How long a ball must stay away from the spot next to a pocket to count as pocketed.
-pub const POCKET_CONFIRM_NS: u64 = 100_000_000;
+/// How long the track of a ball last seen at rest is kept (ns of capture time): the detector
+/// may miss a ball in a cluster for seconds, and the ball is still there.
+pub const STILL_MEMORY_NS: u64 = 6_000_000_000;
+/// How long a ball must stay away from the spot next to a pocket to count as pocketed: a
+/// ball rolling past a pocket along the cushion may be lost in the mouth's shadow for a few
+/// frames (its track then takes it up again).
+pub const POCKET_CONFIRM_NS: u64 = 300_000_000;
 /// How near a pocket (in radii of the ball) a ball must have been last seen.
 const POCKET_RADII: f32 = 3.5;
 /// Summed votes an unidentified ball needs before it is reported pocketed by its likeliest
@@ -52,12 +58,33 @@ const VOTE_DECAY: f32 = 0.97;
 const MIN_SHARE: f32 = 0.4;
 /// Summed votes (about sightings) before a number is given at all.
 const MIN_EVIDENCE: f32 = 2.5;
+/// A number is held (set aside when the others' numbers are found by elimination) by a track
+/// with at least this share of its votes for it ...
+const ELIMINATE_HELD: f32 = 0.5;
+/// ... and this much evidence (about 20 sightings: a ball misread in a rack, its number
+/// not yet settled, does not hand its look-alike the wrong number).
+const ELIMINATE_HELD_EVIDENCE: f32 = 15.0;
+/// Share of a track's votes outside the held numbers its best free number needs.
+const ELIMINATE_SHARE: f32 = 0.6;
+/// ... and share of all its votes.
+const ELIMINATE_MIN_RAW: f32 = 0.1;
+/// A number is contested (not given by elimination) while another track has this share of
+/// its votes for it.
+const ELIMINATE_CONTEST: f32 = 0.2;
+/// Frames in a row a number must be offered by elimination before it is given (a number
+/// given and taken back at once would count as two id switches).
+const ELIMINATE_FRAMES: u32 = 20;
 /// Extra pull of the number a track already has, so numbers do not flicker between
 /// look-alikes.
 const KEEP_BONUS: f32 = 0.4;
 /// A hidden ball's position is extrapolated for at most this long (it most likely stopped or
 /// is under a hand).
 const MAX_EXTRAPOLATE_S: f32 = 0.1;
+/// A confidently identified track never takes, in the first pass, a ball whose evidence for
+/// its number is under this: for the cue ball, any ball the detector reads as a solid, the
+/// eight or a stripe (their cue evidence is 0.01-0.05). In a break the cue ball bounces back
+/// while the ball it hit shoots out where the cue ball was predicted.
+const PLAINLY_NOT: f32 = 0.06;
 /// Gate of the second (re-association) pass, in radii on top of the travel at the track's
 /// speed.
 const REASSOCIATE_RADII: f32 = 12.0;
@@ -90,6 +117,14 @@ const RELAID_MIN_BALLS: usize = 6;
 const RELAID_MAX_SPEED_RADII: f32 = 0.5;
 /// A ball within this many radii of where a still ball was is that ball (not laid out anew).
 const RELAID_RADII: f32 = 1.0;
+/// Balls whose centres are closer than this many radii touch (or nearly).
+const CONTACT_RADII: f32 = 2.3;
+/// A ball at rest touching another is moving only when displaced by more than this many
+/// radii since it was last seen.
+const CONTACT_REST_RADII: f32 = 0.35;
+/// A ball whose detections stay this close (radii) to where it lay is at rest, however they
+/// jitter.
+const ANCHOR_RADII: f32 = 0.5;
 /// Frame period the still threshold is given for.
 const FRAME_S: f32 = 1.0 / 30.0;
 
@@ -152,6 +187,19 @@ struct Track {
     peak_jitter: f32,
     /// Sightings in a row it was still.
     still_run: u32,
+    /// Whether the last sighting's displacement over the window was over its allowance: a
+    /// creep lasts, a single wide step of a noisy detection does not.
+    window_over: bool,
+    /// Where the ball has lain since `anchor_run` sightings ago, within [`ANCHOR_RADII`]: a
+    /// ball at rest whatever its detection's jitter.
+    anchor: (f32, f32),
+    anchor_run: u32,
+    /// The largest jump of this ball's detection while at rest by its anchor (decaying).
+    flip_peak: f32,
+    /// The number elimination offered this track on the last sightings, and for how many
+    /// frames in a row: it is given once the offer has stood for [`ELIMINATE_FRAMES`].
+    offer: Option<u8>,
+    offer_run: u32,
 }
 
 impl Track {
@@ -205,7 +253,7 @@ impl Track {
     /// left).
     fn plainly_not(&self, e: &[f32; NUMBERS]) -> bool {
         match self.number {
-            Some(n) if self.confidence > 0.5 => e[n as usize] < 0.005,
+            Some(n) if self.confidence > 0.5 => e[n as usize] < PLAINLY_NOT,
             _ => false,
         }
     }
@@ -317,6 +365,7 @@ impl Tracker {
         }
         let warm = t_ns.saturating_sub(*self.started_ns.get_or_insert(t_ns)) >= WARMUP_NS;
         let track_of = self.associate(balls, &evidence, t_ns);
+        let contact = in_contact(balls);
         let mut used = vec![false; self.tracks.len()];
         let mut index_of = vec![usize::MAX; balls.len()];
         for (bi, b) in balls.iter().enumerate() {
@@ -350,6 +399,12 @@ impl Tracker {
                     window_jitter: STILL_PX / JITTER_FACTOR,
                     peak_jitter: 0.0,
                     still_run: 0,
+                    window_over: false,
+                    anchor: (b.x, b.y),
+                    anchor_run: 0,
+                    flip_peak: 0.0,
+                    offer: None,
+                    offer_run: 0,
                 });
                 self.next_serial += 1;
                 used.push(true);
@@ -374,10 +429,37 @@ impl Tracker {
             if t.still_run >= PEAK_STILL_SIGHTINGS && disp <= cap && dt <= 2.5 * FRAME_S {
                 t.peak_jitter = t.peak_jitter.max(disp);
             }
+            // A ball at rest touching another (a rack, a cluster) is fitted from a spoiled
+            // edge: its detection jumps by more than the cap, and it is not moving until
+            // displaced by more than such a jump.
+            if (b.x - t.anchor.0).powi(2) + (b.y - t.anchor.1).powi(2)
+                <= (ANCHOR_RADII * t.r).powi(2)
+            {
+                t.anchor_run = t.anchor_run.saturating_add(1);
+            } else {
+                t.anchor = (b.x, b.y);
+                t.anchor_run = 0;
+            }
+            // A lone ball at rest whose detection flips between two fits further apart than
+            // the cap (on a noisy table, near a cushion) learns that flip the first time, up
+            // to the same limit.
+            let at_rest = t.anchor_run >= PEAK_STILL_SIGHTINGS;
+            t.flip_peak *= PEAK_DECAY;
+            let rest_floor = if at_rest && contact[bi] {
+                CONTACT_REST_RADII * t.r
+            } else if at_rest {
+                (PEAK_FACTOR * t.flip_peak).min(CONTACT_REST_RADII * t.r)
+            } else {
+                0.0
+            };
+            if at_rest && disp <= CONTACT_REST_RADII * t.r && dt <= 2.5 * FRAME_S {
+                t.flip_peak = t.flip_peak.max(disp);
+            }
             let allowance = (JITTER_FACTOR * t.jitter)
                 .max(PEAK_FACTOR * t.peak_jitter)
                 .min(cap)
-                .max(STILL_PX);
+                .max(STILL_PX)
+                .max(rest_floor);
             let still_now = disp < allowance * (dt / FRAME_S).max(1.0);
             if still_now && dt <= 2.5 * FRAME_S {
                 t.jitter = 0.95 * t.jitter + 0.05 * disp;
@@ -390,7 +472,12 @@ impl Tracker {
                 .min(MAX_STILL_RADII * t.r)
                 .max(WINDOW_FACTOR * allowance);
             let wd = t.window_displacement(b.x, b.y, t_ns);
-            let creeping = wd.is_some_and(|w| w >= window_allowance);
+            // A creep is over the allowance on two sightings in a row (the first of them is a
+            // ball still rolling): the detection of a ball at rest wobbling to one side and
+            // back, its noise adding up over the window by chance, is over it only once.
+            let over = wd.is_some_and(|w| w >= window_allowance);
+            let creeping = over && t.window_over;
+            t.window_over = over;
             let still = still_now && !creeping;
             t.still_run = if still {
                 t.still_run.saturating_add(1)
@@ -628,7 +715,8 @@ impl Tracker {
                 -MIN_SHARE.ln()
             });
         }
-        let numbers = identify::assign(&cost, &null_cost);
+        let mut numbers = identify::assign(&cost, &null_cost);
+        self.eliminate(&mut numbers);
         for (t, n) in self.tracks.iter_mut().zip(numbers) {
             let total: f32 = t.votes.iter().sum();
             t.number = n;
@@ -644,17 +732,154 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// Numbers by elimination: a track left without a number whose votes, once the numbers
+    /// other tracks hold with confidence are set aside, go mostly to one free number gets it.
+    /// A stripe whose colour reads halfway between red and maroon is the 15 when the 11 is
+    /// plainly elsewhere; a ball whose pattern reads wrong in some spot (its yellow stripe
+    /// taken for the solid 1, which lies across the table) is still the 9.
+    fn eliminate(&mut self, numbers: &mut [Option<u8>]) {
+        let mut held = [false; NUMBERS];
+        for (t, n) in self.tracks.iter().zip(numbers.iter()) {
+            if let Some(n) = n {
+                let total: f32 = t.votes.iter().sum();
+                if t.votes[*n as usize] >= ELIMINATE_HELD * total
+                    && total >= ELIMINATE_HELD_EVIDENCE
+                {
+                    held[*n as usize] = true;
+                }
+            }
+        }
+        let taken: Vec<u8> = numbers.iter().flatten().copied().collect();
+        let mut offers: Vec<(f32, usize, u8)> = Vec::new();
+        for (i, t) in self.tracks.iter().enumerate() {
+            let total: f32 = t.votes.iter().sum();
+            if numbers[i].is_some() || total < MIN_EVIDENCE {
+                continue;
+            }
+            let free: f32 = (0..NUMBERS).filter(|&j| !held[j]).map(|j| t.votes[j]).sum();
+            let best = (0..NUMBERS)
+                .filter(|&j| !taken.contains(&(j as u8)))
+                .max_by(|&a, &b| t.votes[a].total_cmp(&t.votes[b]));
+            // Another ball that may well be this number (a look-alike still unsure
+            // itself) leaves it undecided.
+            let contested = |j: usize| {
+                self.tracks.iter().enumerate().any(|(k, o)| {
+                    let ot: f32 = o.votes.iter().sum();
+                    k != i && o.votes[j] >= ELIMINATE_CONTEST * ot && ot > 0.0
+                })
+            };
+            if let Some(j) = best {
+                let v = t.votes[j];
+                if v >= ELIMINATE_SHARE * free && v >= ELIMINATE_MIN_RAW * total && !contested(j) {
+                    offers.push((v / free.max(1e-6), i, j as u8));
+                }
+            }
+        }
+        offers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut given = [false; NUMBERS];
+        let mut offered = vec![None; self.tracks.len()];
+        for (_, i, j) in offers {
+            if !given[j as usize] {
+                given[j as usize] = true;
+                offered[i] = Some(j);
+            }
+        }
+        for (i, (t, o)) in self.tracks.iter_mut().zip(offered).enumerate() {
+            match o {
+                Some(j) => {
+                    t.offer_run = if t.offer == Some(j) {
+                        t.offer_run.saturating_add(1)
+                    } else {
+                        1
+                    };
+                    t.offer = Some(j);
+                    // Already given last frame (kept), or offered long enough.
+                    if t.number == Some(j) || t.offer_run >= ELIMINATE_FRAMES {
+                        numbers[i] = Some(j);
+                    }
+                }
+                None => {
+                    t.offer = None;
+                    t.offer_run = 0;
+                }
+            }
+        }
+    }
+}
+
+/// For each ball, whether another ball touches it (or nearly).
+fn in_contact(balls: &[Ball]) -> Vec<bool> {
+    balls
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            balls.iter().enumerate().any(|(j, b)| {
+                let lim = CONTACT_RADII * 0.5 * (a.radius + b.radius);
+                i != j && (a.x - b.x).powi(2) + (a.y - b.y).powi(2) < lim * lim
+            })
+        })
+        .collect()
+}
+
 /// The six pockets of a table with these playing-surface corners: the four corners and the
-/// middles of the two long sides.
+/// middles of the two long sides. A table seen at an angle has the middle pockets nearer the
+/// far corner than the middle of the side in the image: each is where the line through the
+/// table's centre (the crossing of the diagonals) towards the vanishing point of the short
+/// sides meets the long side.
 pub fn pockets_of(c: &[[f32; 2]; 4]) -> [[f32; 2]; 6] {
     let len = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    let mid = |a: [f32; 2], b: [f32; 2]| [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
     let (m1, m2) = if len(c[0], c[1]) + len(c[2], c[3]) >= len(c[1], c[2]) + len(c[3], c[0]) {
-        (mid(c[0], c[1]), mid(c[2], c[3]))
+        (
+            side_middle(c, c[0], c[1], [c[0], c[3]], [c[1], c[2]]),
+            side_middle(c, c[3], c[2], [c[0], c[3]], [c[1], c[2]]),
+        )
     } else {
-        (mid(c[1], c[2]), mid(c[3], c[0]))
+        (
+            side_middle(c, c[1], c[2], [c[1], c[0]], [c[2], c[3]]),
+            side_middle(c, c[0], c[3], [c[1], c[0]], [c[2], c[3]]),
+        )
     };
     [c[0], c[1], c[2], c[3], m1, m2]
+}
+
+/// The middle of the side `a`-`b` in perspective: where the line from the centre of the
+/// quadrilateral `c` towards the crossing of the two short sides `s1`, `s2` (a point at
+/// infinity when they are parallel) meets it. The plain midpoint when that is degenerate.
+fn side_middle(
+    c: &[[f32; 2]; 4],
+    a: [f32; 2],
+    b: [f32; 2],
+    s1: [[f32; 2]; 2],
+    s2: [[f32; 2]; 2],
+) -> [f32; 2] {
+    // Homogeneous coordinates: the line through two points and the crossing of two lines are
+    // both cross products.
+    fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
+        [
+            u[1] * v[2] - u[2] * v[1],
+            u[2] * v[0] - u[0] * v[2],
+            u[0] * v[1] - u[1] * v[0],
+        ]
+    }
+    let h = |p: [f32; 2]| [p[0] as f64, p[1] as f64, 1.0];
+    let plain = [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
+    let centre = cross(cross(h(c[0]), h(c[2])), cross(h(c[1]), h(c[3])));
+    let vanishing = cross(cross(h(s1[0]), h(s1[1])), cross(h(s2[0]), h(s2[1])));
+    let m = cross(cross(centre, vanishing), cross(h(a), h(b)));
+    if m[2].abs() < 1e-12 {
+        return plain;
+    }
+    let p = [(m[0] / m[2]) as f32, (m[1] / m[2]) as f32];
+    // A degenerate quadrilateral could put the point anywhere on the side's line: keep it
+    // between the corners.
+    let half = 0.5 * ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+    let off = ((p[0] - plain[0]).powi(2) + (p[1] - plain[1]).powi(2)).sqrt();
+    if p[0].is_finite() && p[1].is_finite() && off < half {
+        p
+    } else {
+        plain
+    }
 }
 
 #[cfg(test)]

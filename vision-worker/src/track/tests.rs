@@ -143,8 +143,8 @@ fn a_hidden_ball_keeps_its_id_for_a_second_and_no_longer() {
     now += FRAME_NS;
     let back = t.update(&[ball(101.0, 100.5, BallKind::Stripe), other], now);
     assert_eq!(back[0].id, id);
-    // Hidden for 3.5 s: the track is gone, a new id.
-    for _ in 0..105 {
+    // Hidden for 6.5 s: the track is gone, a new id.
+    for _ in 0..195 {
         now += FRAME_NS;
         t.update(&[other], now);
     }
@@ -314,10 +314,47 @@ fn a_ball_hidden_in_mid_table_is_not_pocketed() {
 
 #[test]
 fn pockets_are_corners_and_long_side_middles() {
+    let has = |p: &[[f32; 2]; 6], q: [f32; 2]| {
+        p.iter()
+            .any(|a| (a[0] - q[0]).abs() < 1e-3 && (a[1] - q[1]).abs() < 1e-3)
+    };
     let p = pockets_of(&[[0.0, 0.0], [200.0, 0.0], [200.0, 100.0], [0.0, 100.0]]);
-    assert!(p.contains(&[100.0, 0.0]) && p.contains(&[100.0, 100.0]));
+    assert!(has(&p, [100.0, 0.0]) && has(&p, [100.0, 100.0]));
     let p = pockets_of(&[[0.0, 0.0], [100.0, 0.0], [100.0, 200.0], [0.0, 200.0]]);
-    assert!(p.contains(&[100.0, 100.0]) && p.contains(&[0.0, 100.0]));
+    assert!(has(&p, [100.0, 100.0]) && has(&p, [0.0, 100.0]));
+}
+
+#[test]
+fn middle_pockets_of_a_table_seen_at_an_angle_are_in_perspective() {
+    // A 2:1 table seen with its left end nearer the camera (longer in the image): the far
+    // half of each long side looks shorter, so the middle pocket lies right of the side's
+    // midpoint in the image. Map the true middle (0.5, 0) and (0.5, 1) through the same
+    // homography to check.
+    let hmap = |u: f32, v: f32| {
+        // x' = (a u + b v + c) / (g u + h v + 1), a simple perspective along u.
+        let w = 1.0 + 0.6 * u;
+        [
+            (1000.0 * u + 100.0) / w,
+            (500.0 * v + 100.0 + 150.0 * u) / w,
+        ]
+    };
+    let corners = [
+        hmap(0.0, 0.0),
+        hmap(1.0, 0.0),
+        hmap(1.0, 1.0),
+        hmap(0.0, 1.0),
+    ];
+    let p = pockets_of(&corners);
+    for want in [hmap(0.5, 0.0), hmap(0.5, 1.0)] {
+        assert!(
+            p.iter()
+                .any(|a| (a[0] - want[0]).abs() < 0.5 && (a[1] - want[1]).abs() < 0.5),
+            "{want:?} not among {p:?}"
+        );
+    }
+    // The plain midpoint of the top side is well off the true middle pocket.
+    let plain = 0.5 * (corners[0][0] + corners[1][0]);
+    assert!((plain - hmap(0.5, 0.0)[0]).abs() > 20.0);
 }
 
 #[test]
@@ -457,4 +494,196 @@ fn an_unidentified_ball_that_falls_is_reported_by_its_likeliest_number() {
     }
     assert_eq!(events, vec![6], "once, by its likeliest number");
     assert_eq!(t.len(), 1, "its lost track went with it");
+}
+
+#[test]
+fn a_ball_at_rest_whose_detection_wobbles_once_over_the_window_is_still() {
+    // A small ball (4 px): its window allowance is the 0.75 px floor.
+    let small = |x: f32| Ball {
+        radius: 4.0,
+        ..ball(x, 200.0, BallKind::Cue)
+    };
+    let mut t = warmed();
+    let mut now = T0;
+    // Rolls, then lies still for a few frames (too few to learn its jitter at rest).
+    for k in 0..16 {
+        let x = 250.0 + 5.0 * k.min(10) as f32;
+        t.update(&[small(x)], now);
+        now += FRAME_NS;
+    }
+    // Two small steps to one side add up to more than the allowance over the window (but
+    // each is under it), then back: noise, not a creep (seed 2's 14 after a break).
+    for x in [300.4, 300.8, 300.0, 300.2, 300.0] {
+        let out = t.update(&[small(x)], now);
+        assert!(!out[0].moving, "at {x}");
+        now += FRAME_NS;
+    }
+}
+
+#[test]
+fn a_ball_at_rest_in_a_cluster_is_still_when_its_detection_jumps() {
+    let mut t = warmed();
+    let mut now = T0;
+    let b = ball(320.0, 200.0, BallKind::Solid);
+    for _ in 0..20 {
+        t.update(&[ball(300.0, 200.0, BallKind::Solid), b], now);
+        now += FRAME_NS;
+    }
+    // Touching a neighbour, its fit jumps 2.5 px (a quarter radius, over the 0.15-radius
+    // cap of a lone ball) and back, now and then (seed 12's rack).
+    for k in 0..30u64 {
+        let x = if k % 5 == 0 { 297.5 } else { 300.0 };
+        let out = t.update(&[ball(x, 200.0, BallKind::Solid), b], now);
+        assert!(out.iter().all(|o| !o.moving), "frame {k}");
+        assert!(!t.motion());
+        now += FRAME_NS;
+    }
+    // Struck, it moves.
+    let out = t.update(&[ball(294.0, 200.0, BallKind::Solid), b], now);
+    assert!(out[0].moving && t.motion());
+    // A lone ball's jump of the same size is motion.
+    let mut t = warmed();
+    let mut now = T0;
+    for _ in 0..20 {
+        t.update(&[ball(300.0, 200.0, BallKind::Solid)], now);
+        now += FRAME_NS;
+    }
+    assert!(t.update(&[ball(297.5, 200.0, BallKind::Solid)], now)[0].moving);
+}
+
+#[test]
+fn a_ball_lost_for_a_few_frames_next_to_a_pocket_is_not_pocketed() {
+    let mut t = warmed();
+    t.set_table(Some([
+        [50.0, 50.0],
+        [850.0, 50.0],
+        [850.0, 450.0],
+        [50.0, 450.0],
+    ]));
+    let still = numbered(400.0, 250.0, 2);
+    let mut now = T0;
+    let mut x = 300.0f32;
+    let mut id = None;
+    // The cue ball rolls along the top cushion past the middle pocket (450, 50), unseen for
+    // 5 frames (170 ms) over its mouth (seed 12's one false pocketing).
+    for k in 0..50 {
+        x += 6.0;
+        let hidden = (x - 450.0).abs() < 16.0;
+        let balls = if hidden {
+            vec![still]
+        } else {
+            vec![numbered(x, 62.0, 0), still]
+        };
+        let out = t.update(&balls, now);
+        assert!(t.pocketed().is_empty(), "frame {k} at x {x}");
+        if !hidden && k > 5 {
+            let cue = out.iter().find(|o| o.ball.y < 100.0).map(|o| o.id);
+            assert!(id.is_none() || cue == id, "frame {k}: {cue:?} after {id:?}");
+            id = cue;
+        }
+        now += FRAME_NS;
+    }
+    assert_eq!(id, Some(0));
+}
+
+#[test]
+fn a_look_alike_gets_the_number_left_by_elimination() {
+    let mut t = warmed();
+    let mut now = T0;
+    // The 11 (red stripe) plainly; a stripe whose brightness reads halfway between red and
+    // maroon, a little nearer red: on its own it is not sure enough of the 15, but the 11 is
+    // plainly the other ball.
+    let eleven = numbered(100.0, 100.0, 11);
+    let mut unsure = numbered(400.0, 300.0, 15);
+    unsure.features.value = 1.13;
+    let mut out = Vec::new();
+    let mut given_at = None;
+    for k in 0..60 {
+        out = t.update(&[eleven, unsure], now);
+        if given_at.is_none() && out[1].number.is_some() {
+            given_at = Some(k);
+        }
+        now += FRAME_NS;
+    }
+    assert_eq!(out[0].number, Some(11));
+    assert_eq!(out[1].number, Some(15), "{out:?}");
+    // The 11 is held after about 20 sightings; the offer then stands for 20 frames before
+    // the 15 is given (an offer that comes and goes would flicker the id).
+    assert!(given_at.is_some_and(|k| k >= 35), "given at {given_at:?}");
+    assert_eq!(out[1].id, 15);
+    // Early on, before the 11 has been seen long, the unsure ball gets no number.
+    let mut t = warmed();
+    let mut now = T0;
+    for _ in 0..8 {
+        out = t.update(&[eleven, unsure], now);
+        now += FRAME_NS;
+    }
+    assert_eq!(out[0].number, Some(11));
+    assert_eq!(out[1].number, None);
+}
+
+#[test]
+fn a_ball_at_rest_missed_for_seconds_in_a_cluster_keeps_its_id() {
+    let mut t = warmed();
+    let mut now = T0;
+    let (a, b) = (numbered(300.0, 200.0, 4), numbered(320.0, 200.0, 12));
+    for _ in 0..60 {
+        t.update(&[a, b], now);
+        now += FRAME_NS;
+    }
+    // The detector misses the 4 for 5 s (seed 13's 4 beside two others), then sees it again.
+    for _ in 0..150 {
+        t.update(&[b], now);
+        now += FRAME_NS;
+    }
+    let out = t.update(&[a, b], now);
+    assert_eq!(out[0].id, 4);
+}
+
+#[test]
+fn the_cue_ball_bouncing_back_keeps_its_id_when_the_ball_it_hit_shoots_out() {
+    let mut t = warmed();
+    let mut now = T0;
+    let two = numbered(420.0, 210.0, 2);
+    // The cue ball at rest, then rolling right at 40 px per frame towards the 2.
+    for _ in 0..30 {
+        t.update(&[numbered(100.0, 200.0, 0), two], now);
+        now += FRAME_NS;
+    }
+    let mut x = 100.0;
+    for _ in 0..7 {
+        x += 40.0;
+        t.update(&[numbered(x, 200.0, 0), two], now);
+        now += FRAME_NS;
+    }
+    // x = 380: predicted next at 420. It hits the 2 and stops dead (seen where it was),
+    // while the 2 shoots out to 20 px from the cue ball's prediction (seed 14's break).
+    let out = t.update(&[numbered(x, 200.0, 0), numbered(430.0, 227.0, 2)], now);
+    assert_eq!(out[0].id, 0, "{out:?}");
+    assert_eq!(out[1].id, 2, "{out:?}");
+}
+
+#[test]
+fn a_lone_ball_at_rest_flipping_between_two_far_fits_is_still_after_the_first_flip() {
+    let mut t = warmed();
+    let mut now = T0;
+    for _ in 0..20 {
+        t.update(&[ball(300.0, 200.0, BallKind::Solid)], now);
+        now += FRAME_NS;
+    }
+    // Its fit flips by 2.6 px (over the 1.5 px cap) now and then (seed 12's 11 and 12).
+    let mut moving = Vec::new();
+    for k in 0..60u64 {
+        let (x, y) = if k % 6 == 3 {
+            (301.7, 202.0)
+        } else {
+            (300.0, 200.0)
+        };
+        moving.push(t.update(&[ball(x, y, BallKind::Solid)], now)[0].moving);
+        now += FRAME_NS;
+    }
+    // The first flip and its return may count; none after.
+    assert!(moving[6..].iter().all(|&m| !m), "{moving:?}");
+    // A stroke still moves it.
+    assert!(t.update(&[ball(306.0, 200.0, BallKind::Solid)], now)[0].moving);
 }
