@@ -609,16 +609,21 @@ mod tests {
         assert!((3f32.sqrt() * ax.spread - 2.0).abs() < 0.7, "{}", ax.spread);
     }
 
-    #[test]
-    fn the_stick_ends_where_a_missed_ball_begins() {
-        let ax = Axis {
-            c: [0.0, 50.0],
+    /// An axis along +x through `c`, for the walks along a stick.
+    fn x_axis(c: P2) -> Axis {
+        Axis {
+            c,
             e: [1.0, 0.0],
             spread: 0.0,
             t_min: 0.0,
             t_max: 0.0,
             length: 0.0,
-        };
+        }
+    }
+
+    #[test]
+    fn the_stick_ends_where_a_missed_ball_begins() {
+        let ax = x_axis([0.0, 50.0]);
         let r = 6.0;
         // A stick tapering from 3 to 1.5 px half-width along x = 0..120, cut by a ball at
         // x = 60..72 (a gap with slivers), then a missed ball's pixels (the band's full
@@ -663,14 +668,7 @@ mod tests {
 
     #[test]
     fn runs_bridge_small_gaps_only() {
-        let ax = Axis {
-            c: [0.0, 0.0],
-            e: [1.0, 0.0],
-            spread: 0.0,
-            t_min: 0.0,
-            t_max: 0.0,
-            length: 0.0,
-        };
+        let ax = x_axis([0.0, 0.0]);
         let mut pts: Vec<P2> = (0..50).map(|x| [x as f32, 0.0]).collect();
         pts.extend((58..80).map(|x| [x as f32, 0.0])); // gap of 8: bridged
         pts.extend((120..130).map(|x| [x as f32, 0.0])); // gap of 40: not

@@ -141,20 +141,23 @@ fn rim_contact(work: &Work<'_>, blobs: &Blobs<'_>, l: i32, b: BlobBox) -> (usize
                 continue;
             }
             dark_px += usize::from(blobs.dark[i] != 0);
-            let outside = |dx: i32, dy: i32| {
-                let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                nx < 0
-                    || ny < 0
-                    || nx >= rw as i32
-                    || ny >= rh as i32
-                    || mask[ny as usize * rw + nx as usize] == 0
-            };
-            if outside(1, 0) || outside(-1, 0) || outside(0, 1) || outside(0, -1) {
-                contact += 1;
-            }
+            contact += usize::from(on_rim(mask, rw, rh, x, y));
         }
     }
     (contact, dark_px)
+}
+
+/// Whether ROI pixel (`x`, `y`) has a 4-neighbour outside the table region `mask` (or the ROI).
+fn on_rim(mask: &[u8], rw: usize, rh: usize, x: usize, y: usize) -> bool {
+    let outside = |dx: i32, dy: i32| {
+        let (nx, ny) = (x as i32 + dx, y as i32 + dy);
+        nx < 0
+            || ny < 0
+            || nx >= rw as i32
+            || ny >= rh as i32
+            || mask[ny as usize * rw + nx as usize] == 0
+    };
+    outside(1, 0) || outside(-1, 0) || outside(0, 1) || outside(0, -1)
 }
 
 /// Seeds every blob for balls of radius `r_est` and fits each seed loosely; when the fits
@@ -219,17 +222,7 @@ fn seed_and_fit(
                     continue;
                 }
                 dark_px += usize::from(dark[i] != 0);
-                let outside = |dx: i32, dy: i32| {
-                    let (nx, ny) = (x as i32 + dx, y as i32 + dy);
-                    nx < 0
-                        || ny < 0
-                        || nx >= rw as i32
-                        || ny >= rh as i32
-                        || table.mask[ny as usize * rw + nx as usize] == 0
-                };
-                if outside(1, 0) || outside(-1, 0) || outside(0, 1) || outside(0, -1) {
-                    contact += 1;
-                }
+                contact += usize::from(on_rim(&table.mask, rw, rh, x, y));
                 let v = dt[i];
                 if v < 0.45 * r_est {
                     continue;
