@@ -18,7 +18,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::balls::{ClothModel, Found};
-use super::geom::{convex_inside_dist, sample, P2};
+use super::geom::{convex_inside_dist, pockets_of, sample, P2};
 use super::table::{grow_convex, TableModel};
 
 /// The cue is looked for this many ball radii inside the playing area.
@@ -172,10 +172,11 @@ pub(crate) fn find_cue(
             }
             // A short piece at a pocket is its jaw (the cushion's cut end), not a tip.
             let jaw = 2.5 * prior_radius(inp.table);
+            let pockets = pockets_of(&inp.table.playing);
             if ends.iter().any(|&p| {
-                pockets(&inp.table.playing)
+                pockets
                     .iter()
-                    .any(|q| dist(p, *q) < jaw)
+                    .any(|q| (p[0] - q[0]).hypot(p[1] - q[1]) < jaw)
             }) {
                 continue;
             }
@@ -303,24 +304,6 @@ fn inner_mask(table: &TableModel, bufs: &mut CueBuffers) -> Result<(), DetectErr
     imgproc::fill_convex_poly(&mut bufs.inner, &pts, Scalar::all(1.0), imgproc::LINE_8, 4)?;
     bufs.inner_for = Some(key);
     Ok(())
-}
-
-/// The six pockets' mouths: the corners `q` of the playing area and the middles of its long
-/// sides.
-fn pockets(q: &[P2; 4]) -> [P2; 6] {
-    let mid = |a: P2, b: P2| [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
-    // The long sides are the pair of opposite sides with the greater length.
-    let (s01, s12) = (dist(q[0], q[1]), dist(q[1], q[2]));
-    let (m1, m2) = if s01 >= s12 {
-        (mid(q[0], q[1]), mid(q[2], q[3]))
-    } else {
-        (mid(q[1], q[2]), mid(q[3], q[0]))
-    };
-    [q[0], q[1], q[2], q[3], m1, m2]
-}
-
-fn dist(a: P2, b: P2) -> f32 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
 
 /// The ball stage's prior radius: an 80th of the table's long side.
@@ -654,16 +637,6 @@ mod tests {
         let flipped: Vec<P2> = with_ball.iter().map(|p| [-p[0], p[1]]).collect();
         let end = stick_end(&flipped, &ax, -134.0, -1.0, r);
         assert!((end + 121.0).abs() <= 2.0, "{end}");
-    }
-
-    #[test]
-    fn middle_pockets_are_on_the_long_sides() {
-        let wide = [[0.0, 0.0], [400.0, 0.0], [400.0, 200.0], [0.0, 200.0]];
-        let p = pockets(&wide);
-        assert_eq!(p[..4], wide[..]);
-        assert_eq!(p[4..], [[200.0, 0.0], [200.0, 200.0]]);
-        let tall = [[0.0, 0.0], [200.0, 0.0], [200.0, 400.0], [0.0, 400.0]];
-        assert_eq!(pockets(&tall)[4..], [[200.0, 200.0], [0.0, 200.0]]);
     }
 
     #[test]

@@ -322,22 +322,16 @@ impl Detector {
         let k = g.scale();
         let wp = [(x + 0.5) / k - 0.5, (y + 0.5) / k - 0.5];
         let cloth = stage.cloth.at(wp[0], wp[1]);
-        if let Some(k) = self.gains {
-            scale_channels(frame, &mut self.full, k)?;
-        }
-        let data = match self.gains {
-            Some(_) => self.full.data_bytes()?,
-            None => frame.data_bytes()?,
-        };
+        let noise = self.full_noise(stage.cloth.noise, k);
         Ok(classify::features(
-            data,
+            kind_pixels(frame, self.gains, &mut self.full)?,
             g.fw,
             g.fh,
             x,
             y,
             r,
             cloth,
-            self.full_noise(stage.cloth.noise, k),
+            noise,
         ))
     }
 
@@ -527,9 +521,6 @@ impl Detector {
         stage: BallStage,
     ) -> Result<FrameDetections, DetectError> {
         let t_classify = Instant::now();
-        if let Some(k) = self.gains {
-            scale_channels(frame, &mut self.full, k)?;
-        }
         let Some(table) = &self.table else {
             return Ok(FrameDetections::default());
         };
@@ -548,11 +539,8 @@ impl Detector {
             }
         }
         let k = g.scale();
-        let data = match self.gains {
-            Some(_) => self.full.data_bytes()?,
-            None => frame.data_bytes()?,
-        };
         let noise_full = self.full_noise(stage.cloth.noise, k);
+        let data = kind_pixels(frame, self.gains, &mut self.full)?;
         let r_ref = stage.radius;
         let balls = stage
             .balls
@@ -614,6 +602,22 @@ impl Detector {
 
 /// Sigma (working pixels) of all the smoothing the table of a lifted frame is looked for on.
 const TABLE_BLUR: f32 = 1.2;
+
+/// The full-frame bytes the kinds are read from: `frame` itself, or on a dim frame (exposure
+/// `gains`) the frame lifted into `lifted`.
+fn kind_pixels<'a, F: Frame>(
+    frame: &'a F,
+    gains: Option<[f32; 3]>,
+    lifted: &'a mut Mat,
+) -> Result<&'a [u8], DetectError> {
+    match gains {
+        Some(k) => {
+            scale_channels(frame, lifted, k)?;
+            Ok(lifted.data_bytes()?)
+        }
+        None => Ok(frame.data_bytes()?),
+    }
+}
 
 /// `dst` = `src` with its B, G and R channels multiplied by `k` (saturating).
 fn scale_channels<F: Frame>(src: &F, dst: &mut Mat, k: [f32; 3]) -> Result<(), DetectError> {

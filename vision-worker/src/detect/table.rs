@@ -294,20 +294,11 @@ pub(crate) fn detect_table(
             best = (0, 0);
             break;
         }
-        let st = |k: i32| bufs.stats.at_2d::<i32>(label, k).copied();
-        let (left, top, bw, bh) = (
-            st(imgproc::CC_STAT_LEFT)?,
-            st(imgproc::CC_STAT_TOP)?,
-            st(imgproc::CC_STAT_WIDTH)?,
-            st(imgproc::CC_STAT_HEIGHT)?,
+        best = (
+            label,
+            *bufs.stats.at_2d::<i32>(label, imgproc::CC_STAT_AREA)?,
         );
-        best = (label, st(imgproc::CC_STAT_AREA)?);
-        let sides = [
-            left <= 1,
-            top <= 1,
-            left + bw >= sw as i32 - 1,
-            top + bh >= sh as i32 - 1,
-        ];
+        let sides = frame_sides(&bufs.stats, label, sw, sh)?;
         tracing::trace!(attempt, noise, g_thr, ?sides, ?cloth, "table region");
         if sides.iter().filter(|&&b| b).count() < leak_sides(edge_blur) || g_thr <= g_floor {
             break;
@@ -486,6 +477,24 @@ fn leak_sides(edge_blur: f32) -> usize {
     }
 }
 
+/// The frame sides (left, top, right, bottom) that component `label` of a
+/// `connected_components_with_stats` result reaches in an `sw` x `sh` image.
+fn frame_sides(stats: &Mat, label: i32, sw: usize, sh: usize) -> Result<[bool; 4], DetectError> {
+    let st = |k: i32| stats.at_2d::<i32>(label, k).copied();
+    let (left, top, w, h) = (
+        st(imgproc::CC_STAT_LEFT)?,
+        st(imgproc::CC_STAT_TOP)?,
+        st(imgproc::CC_STAT_WIDTH)?,
+        st(imgproc::CC_STAT_HEIGHT)?,
+    );
+    Ok([
+        left <= 1,
+        top <= 1,
+        left + w >= sw as i32 - 1,
+        top + h >= sh as i32 - 1,
+    ])
+}
+
 /// Number of labels in a `connected_components_with_stats` result.
 fn n_labels(stats: &Mat) -> Result<i32, DetectError> {
     Ok(stats.rows())
@@ -506,23 +515,7 @@ fn merge_split_cloth(
     // left to the nose search).
     let min_thickness = 0.05 * sw.min(sh) as f32;
     let stat = |l: i32, k: i32| bufs.stats.at_2d::<i32>(l, k).copied().unwrap_or(0);
-    // The frame sides (left, top, right, bottom) a piece reaches.
-    let reaches = |l: i32| {
-        let (x, y) = (
-            stat(l, imgproc::CC_STAT_LEFT),
-            stat(l, imgproc::CC_STAT_TOP),
-        );
-        let (w, h) = (
-            stat(l, imgproc::CC_STAT_WIDTH),
-            stat(l, imgproc::CC_STAT_HEIGHT),
-        );
-        [
-            x <= 1,
-            y <= 1,
-            x + w >= sw as i32 - 1,
-            y + h >= sh as i32 - 1,
-        ]
-    };
+    let reaches = |l: i32| frame_sides(&bufs.stats, l, sw, sh).unwrap_or_default();
     let main_reaches = reaches(main);
     let candidates: Vec<i32> = (1..n)
         .filter(|&l| l != main)

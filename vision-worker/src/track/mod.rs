@@ -30,6 +30,7 @@
 
 use billiards_detections::UNIDENTIFIED_ID_BASE;
 
+use crate::detect::geom::pockets_of;
 use crate::identify::{self, NUMBERS};
 use crate::model::{Ball, BallKind};
 
@@ -820,66 +821,6 @@ fn in_contact(balls: &[Ball]) -> Vec<bool> {
             })
         })
         .collect()
-}
-
-/// The six pockets of a table with these playing-surface corners: the four corners and the
-/// middles of the two long sides. A table seen at an angle has the middle pockets nearer the
-/// far corner than the middle of the side in the image: each is where the line through the
-/// table's centre (the crossing of the diagonals) towards the vanishing point of the short
-/// sides meets the long side.
-pub fn pockets_of(c: &[[f32; 2]; 4]) -> [[f32; 2]; 6] {
-    let len = |a: [f32; 2], b: [f32; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    let (m1, m2) = if len(c[0], c[1]) + len(c[2], c[3]) >= len(c[1], c[2]) + len(c[3], c[0]) {
-        (
-            side_middle(c, c[0], c[1], [c[0], c[3]], [c[1], c[2]]),
-            side_middle(c, c[3], c[2], [c[0], c[3]], [c[1], c[2]]),
-        )
-    } else {
-        (
-            side_middle(c, c[1], c[2], [c[1], c[0]], [c[2], c[3]]),
-            side_middle(c, c[0], c[3], [c[1], c[0]], [c[2], c[3]]),
-        )
-    };
-    [c[0], c[1], c[2], c[3], m1, m2]
-}
-
-/// The middle of the side `a`-`b` in perspective: where the line from the centre of the
-/// quadrilateral `c` towards the crossing of the two short sides `s1`, `s2` (a point at
-/// infinity when they are parallel) meets it. The plain midpoint when that is degenerate.
-fn side_middle(
-    c: &[[f32; 2]; 4],
-    a: [f32; 2],
-    b: [f32; 2],
-    s1: [[f32; 2]; 2],
-    s2: [[f32; 2]; 2],
-) -> [f32; 2] {
-    // Homogeneous coordinates: the line through two points and the crossing of two lines are
-    // both cross products.
-    fn cross(u: [f64; 3], v: [f64; 3]) -> [f64; 3] {
-        [
-            u[1] * v[2] - u[2] * v[1],
-            u[2] * v[0] - u[0] * v[2],
-            u[0] * v[1] - u[1] * v[0],
-        ]
-    }
-    let h = |p: [f32; 2]| [p[0] as f64, p[1] as f64, 1.0];
-    let plain = [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
-    let centre = cross(cross(h(c[0]), h(c[2])), cross(h(c[1]), h(c[3])));
-    let vanishing = cross(cross(h(s1[0]), h(s1[1])), cross(h(s2[0]), h(s2[1])));
-    let m = cross(cross(centre, vanishing), cross(h(a), h(b)));
-    if m[2].abs() < 1e-12 {
-        return plain;
-    }
-    let p = [(m[0] / m[2]) as f32, (m[1] / m[2]) as f32];
-    // A degenerate quadrilateral could put the point anywhere on the side's line: keep it
-    // between the corners.
-    let half = 0.5 * ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    let off = ((p[0] - plain[0]).powi(2) + (p[1] - plain[1]).powi(2)).sqrt();
-    if p[0].is_finite() && p[1].is_finite() && off < half {
-        p
-    } else {
-        plain
-    }
 }
 
 #[cfg(test)]
